@@ -1,0 +1,50 @@
+# The one place that says how to install, lint, type-check, test and demo. CI runs these targets.
+PY ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo dev test test-unit lint fmt typecheck check bench clean
+
+$(STAMP): pyproject.toml
+	@command -v redis-server >/dev/null || { \
+	  echo "installing redis-server (apt-get)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
+	  || sudo sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server'; }
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	# torch first, pinned to the CPU build on disk, so nothing below pulls CUDA wheels.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/reelforge demo
+
+dev: $(STAMP)
+	$(BIN)/reelforge dev
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+test-unit: $(STAMP)
+	$(BIN)/pytest -m "not integration"
+
+fmt: $(STAMP)
+	$(BIN)/ruff format shared scheduler workers tests bench
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check shared scheduler workers tests bench
+	$(BIN)/ruff check shared scheduler workers tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+check: lint typecheck
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.sampler --preset cpu-small
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

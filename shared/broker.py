@@ -1,0 +1,43 @@
+"""The Celery app both sides share, and the typed message that crosses the queue.
+
+Only ids cross the queue; the job record in Redis holds the request, and storage holds the video.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from pydantic import BaseModel
+
+from shared.settings import Settings
+
+GENERATE_TASK = "reelforge.generate"
+
+
+class GenerateMessage(BaseModel):
+    """Body of a `reelforge.generate` task."""
+
+    job_id: str
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("reelforge", broker=settings.redis_url)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        # A worker killed mid-job must not lose it: ack only after the task ends, re-queue on worker loss.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_connection_retry_on_startup=True,
+        task_ignore_result=True,
+        # Events feed Flower's task view.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+def enqueue(app: Celery, queue: str, message: GenerateMessage) -> None:
+    app.send_task(GENERATE_TASK, kwargs=message.model_dump(), queue=queue, task_id=message.job_id)

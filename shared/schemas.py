@@ -1,0 +1,196 @@
+"""What crosses the HTTP boundary: the catalog's request payload and the job views.
+
+Every rule is a 422 naming the field and the rule; nothing is silently corrected.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from shared.catalog import CONTEXT_WINDOW_TOKENS, DEFAULT_MODEL_VERSION, GPU_TYPES, MODEL_SLUG, MODEL_VERSIONS
+from shared.frames import VAE_TEMPORAL, output_frames, plan_windows
+from shared.tokenizer import count_tokens
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
+
+
+class InferenceRequest(BaseModel):
+    """`POST /v1/inference/skywork-skyreels-v2`. Defaults are the catalog page's example values."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str
+    negative_prompt: str = "low quality, blurry, flicker, watermark, distorted anatomy"
+    width: int = 960
+    height: int = 544
+    num_frames: int = Field(97, ge=1)
+    base_num_frames: int = Field(97, ge=1)
+    fps: int = Field(24, ge=1, le=60)
+    seed: int = Field(77, ge=0, le=2**63 - 1)
+    guidance_scale: float = Field(6.0, ge=1.0, le=20.0)
+    num_inference_steps: int = Field(20, ge=1, le=100)
+    ar_step: int = Field(5, ge=0, le=100)
+    causal_block_size: int = Field(5, ge=1)
+    addnoise_condition: float = Field(20.0, ge=0.0, le=60.0)
+    model: str = MODEL_SLUG
+    model_version: str = DEFAULT_MODEL_VERSION
+    gpu_type: str | None = None
+    region: str | None = None
+    overlap_history: int | None = Field(None, ge=1)
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be empty")
+        return v
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        if v != MODEL_SLUG:
+            raise ValueError(f"unknown model {v!r}; served: {MODEL_SLUG}")
+        return v
+
+    @field_validator("model_version")
+    @classmethod
+    def _known_version(cls, v: str) -> str:
+        if v not in MODEL_VERSIONS:
+            raise ValueError(f"unknown model_version {v!r}; served: {', '.join(MODEL_VERSIONS)}")
+        return v
+
+    @field_validator("gpu_type")
+    @classmethod
+    def _known_gpu(cls, v: str | None) -> str | None:
+        if v is not None and v not in GPU_TYPES:
+            raise ValueError(f"unknown gpu_type {v!r}; known: {', '.join(GPU_TYPES)}")
+        return v
+
+    @field_validator("num_frames", "base_num_frames", "overlap_history")
+    @classmethod
+    def _four_k_plus_one(cls, v: int | None) -> int | None:
+        if v is not None and (v - 1) % VAE_TEMPORAL:
+            raise ValueError(f"{v} - 1 must be divisible by {VAE_TEMPORAL} (e.g. 17, 33, 97)")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> InferenceRequest:
+        spec = MODEL_VERSIONS[self.model_version]
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if value % 16:
+                raise _field_error(name, f"must be a multiple of 16, got {value}")
+            if not spec.min_side <= value <= spec.max_side:
+                raise _field_error(
+                    name,
+                    f"must be within {spec.min_side}..{spec.max_side} for {self.model_version}, got {value}",
+                )
+        if self.num_frames > spec.max_num_frames:
+            raise _field_error(
+                "num_frames",
+                f"must be at most {spec.max_num_frames} for {self.model_version}, got {self.num_frames}",
+            )
+        if self.num_frames > self.base_num_frames and self.overlap_history is None:
+            raise _field_error(
+                "overlap_history",
+                f"required when num_frames ({self.num_frames}) exceeds base_num_frames "
+                f"({self.base_num_frames}): long videos are generated in overlapping windows "
+                "(17 or 37 recommended)",
+            )
+        try:
+            plan_windows(self.num_frames, self.base_num_frames, self.overlap_history, self.causal_block_size)
+        except ValueError as exc:
+            name, _, rule = str(exc).partition(": ")
+            raise _field_error(name, rule) from exc
+        for name in ("prompt", "negative_prompt"):
+            tokens = count_tokens(getattr(self, name), self.model_version)
+            if tokens > CONTEXT_WINDOW_TOKENS:
+                raise _field_error(
+                    name, f"is {tokens} tokens; the model's context window is {CONTEXT_WINDOW_TOKENS} tokens"
+                )
+        return self
+
+    @property
+    def output_num_frames(self) -> int:
+        windows = plan_windows(
+            self.num_frames, self.base_num_frames, self.overlap_history, self.causal_block_size
+        )
+        return output_frames(windows)
+
+
+class FieldRuleError(ValueError):
+    """A model-level rule attributed to one field, so the 422 names it."""
+
+    def __init__(self, field: str, rule: str) -> None:
+        super().__init__(f"{field}: {rule}")
+        self.field = field
+        self.rule = rule
+
+
+def _field_error(field: str, rule: str) -> FieldRuleError:
+    return FieldRuleError(field, rule)
+
+
+class Progress(BaseModel):
+    step: int = 0
+    total: int = 0
+    fraction: float = 0.0
+
+
+class Timings(BaseModel):
+    queue_wait_s: float | None = None
+    model_s: float | None = None
+    encode_s: float | None = None
+    upload_s: float | None = None
+
+
+class VideoResult(BaseModel):
+    storage_key: str
+    bytes: int
+    frames: int
+    fps: int
+    width: int
+    height: int
+    video_url: str | None = None
+    video_url_expires_at: datetime | None = None
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class JobLinks(BaseModel):
+    self: str
+    video: str | None = None
+
+
+class JobView(BaseModel):
+    """`GET /v1/jobs/{id}` and the 202 answer to a submission."""
+
+    id: str
+    status: JobStatus
+    model: str
+    model_version: str
+    queue_position: int | None = None
+    gpu_type: str
+    region: str
+    worker: str | None = None
+    attempts: int = 0
+    progress: Progress | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    timings: Timings = Field(default_factory=Timings)
+    result: VideoResult | None = None
+    error: JobError | None = None
+    links: JobLinks
+    request: dict[str, object]
+
+
+class JobPage(BaseModel):
+    jobs: list[JobView]
+    next_cursor: str | None = None

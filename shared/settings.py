@@ -1,0 +1,115 @@
+"""The one settings object. Every knob is read from `REELFORGE_*` environment variables (or `.env`)."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = {"", "changeme", "dev-signing-secret", "rf-dev-key"}
+
+
+class PoolConfig(BaseModel):
+    """A GPU pool: one GPU type in one region, consumed from one Celery queue."""
+
+    gpu_type: str
+    region: str
+    model_versions: list[str]
+
+    @property
+    def queue(self) -> str:
+        return f"reelforge.{self.gpu_type.lower()}.{self.region.lower()}"
+
+
+DEFAULT_POOLS = [PoolConfig(gpu_type="CPU", region="local", model_versions=["tiny-random"])]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REELFORGE_", env_file=".env", extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+    """`production` refuses placeholder secrets and the dev API key."""
+
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["rf-dev-key"])
+    """Bearer keys accepted by the API, comma-separated. Each key sees only its own jobs."""
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    public_base_url: str = "http://127.0.0.1:8000"
+    """Base URL the API is reached at; signed local-storage links are built on it."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """Job records and the Celery broker both live here."""
+
+    visibility_timeout_s: int = 3600
+    """Seconds before an unacknowledged task is redelivered (Redis transport). Must exceed the longest
+    job: a worker killed mid-job gets its task redelivered after this long."""
+
+    job_ttl_s: int = 30 * 24 * 3600
+    """How long job records are kept in Redis after they are created."""
+
+    pools: list[PoolConfig] = Field(default_factory=lambda: list(DEFAULT_POOLS))
+    """GPU pools as JSON: `[{"gpu_type": "H200", "region": "eu-north2", "model_versions": [...]}]`."""
+
+    storage_backend: Literal["local", "s3"] = "local"
+    storage_dir: Path = Path("data/storage")
+    """Local-directory store (embedded stack): files served by the API through signed links."""
+    signing_secret: str = "dev-signing-secret"
+    """HMAC key for local-storage links."""
+    presign_expiry_s: int = 3600
+    """Lifetime of every video URL handed out (S3 presigned or local signed)."""
+
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    s3_bucket: str = "reelforge"
+    s3_multipart_threshold_bytes: int = 8 * 1024 * 1024
+
+    worker_gpu_type: str = "CPU"
+    """The pool a worker serves: its GPU type and region select its queue."""
+    worker_region: str = "local"
+    worker_heartbeat_s: float = 10.0
+    """A worker refreshes its liveness key this often; the key lapses after three missed beats."""
+    worker_device: str | None = None
+    """`cuda` or `cpu`; default: CUDA when available."""
+    hf_home: Path | None = None
+    """Hugging Face cache holding the real checkpoints (downloaded ahead of time; never at run time)."""
+    sampler: Literal["fast", "pipeline"] = "fast"
+    """`fast`: workers.sampler (exact, faster); `pipeline`: diffusers' own __call__."""
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @field_validator("pools", mode="before")
+    @classmethod
+    def _parse_pools(cls, value: object) -> object:
+        return json.loads(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _refuse_placeholders(self) -> Settings:
+        if not self.api_keys:
+            raise ValueError("REELFORGE_API_KEYS: at least one API key is required")
+        if self.env == "production":
+            if self.signing_secret in PLACEHOLDER_SECRETS:
+                raise ValueError("REELFORGE_SIGNING_SECRET: set a real secret in production")
+            if any(k in PLACEHOLDER_SECRETS for k in self.api_keys):
+                raise ValueError("REELFORGE_API_KEYS: the dev key is refused in production")
+        return self
+
+    @property
+    def worker_queue(self) -> str:
+        return PoolConfig(gpu_type=self.worker_gpu_type, region=self.worker_region, model_versions=[]).queue
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
