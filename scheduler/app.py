@@ -1,0 +1,180 @@
+"""The submission API: accepts jobs, routes them to GPU-typed queues, reports their state.
+
+It never imports torch or diffusers: it starts fast and fits a small image.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+
+from scheduler.auth import owner_of
+from scheduler.routing import choose_pool
+from shared.broker import GenerateMessage, enqueue, make_celery
+from shared.catalog import MODEL_SLUG
+from shared.errors import NotFound, ReelForgeError, Unavailable
+from shared.jobs import JobRecord, JobState
+from shared.jobstore import JobStore
+from shared.schemas import FieldRuleError, InferenceRequest, JobLinks, JobPage, JobView
+from shared.settings import Settings, get_settings
+from shared.storage import LocalStorage, make_storage
+
+Owner = Annotated[str, Depends(owner_of)]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(title="ReelForge", version="0.1.0")
+    app.state.settings = settings
+    app.state.store = JobStore.from_url(settings.redis_url, settings.job_ttl_s)
+    app.state.celery = make_celery(settings)
+    app.state.storage = make_storage(settings)
+    _install_error_handlers(app)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        try:
+            app.state.store.ping()
+        except Exception as exc:
+            return JSONResponse({"status": "unavailable", "redis": str(exc)}, status_code=503)
+        return JSONResponse({"status": "ready", "redis": "ok"})
+
+    @app.post(f"/v1/inference/{MODEL_SLUG}", status_code=202)
+    def submit(body: InferenceRequest, owner: Owner) -> JobView:
+        store: JobStore = app.state.store
+        live = {str(w.get("queue")) for w in store.live_workers()}
+        pool = choose_pool(settings.pools, body.model_version, body.gpu_type, body.region, live)
+        job = JobRecord(
+            id=uuid.uuid4().hex,
+            owner=owner,
+            request=body.model_dump(),
+            gpu_type=pool.gpu_type,
+            region=pool.region,
+            queue=pool.queue,
+        )
+        store.create(job)
+        try:
+            enqueue(app.state.celery, pool.queue, GenerateMessage(job_id=job.id))
+        except Exception as exc:
+            # Accepted jobs always end in a terminal state with their reason.
+            store.fail(job.id, "unavailable", f"could not enqueue on {pool.queue}: {exc}")
+            raise Unavailable(f"the job queue is unreachable: {exc}") from exc
+        return _view(app, job)
+
+    @app.get("/v1/jobs/{job_id}")
+    def get_job(job_id: str, owner: Owner) -> JobView:
+        job = app.state.store.get(job_id)
+        if job is None or job.owner != owner:
+            raise NotFound(f"job {job_id} not found")
+        return _view(app, job)
+
+    @app.get("/v1/jobs")
+    def list_jobs(
+        owner: Owner,
+        status: Annotated[JobState | None, Query()] = None,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+        cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    ) -> JobPage:
+        before = _parse_cursor(cursor)
+        jobs = app.state.store.list_for(owner, status=status, limit=limit + 1, before=before)
+        page, more = jobs[:limit], len(jobs) > limit
+        next_cursor = str(page[-1].created_at.timestamp()) if more and page else None
+        return JobPage(jobs=[_view(app, j) for j in page], next_cursor=next_cursor)
+
+    @app.get("/v1/files/{key:path}", include_in_schema=False)
+    def download(key: str, expires: int, sig: str) -> FileResponse:
+        storage = app.state.storage
+        if not isinstance(storage, LocalStorage) or not storage.verify(key, expires, sig):
+            raise NotFound("link is invalid or expired")
+        path = storage.path(key)
+        if not path.is_file():
+            raise NotFound(f"{key} not found")
+        return FileResponse(path, media_type="video/mp4" if key.endswith(".mp4") else None)
+
+    return app
+
+
+def _parse_cursor(cursor: str | None) -> float | None:
+    if cursor is None:
+        return None
+    try:
+        return float(cursor)
+    except ValueError as exc:
+        raise FieldRuleError("cursor", "must be the next_cursor of a previous page") from exc
+
+
+def _view(app: FastAPI, job: JobRecord) -> JobView:
+    base = app.state.settings.public_base_url.rstrip("/")
+    result = job.result
+    if result is not None:
+        url, expires = app.state.storage.url(result.storage_key)
+        result = result.model_copy(update={"video_url": url, "video_url_expires_at": expires})
+    return JobView(
+        id=job.id,
+        status=job.status.value,
+        model=str(job.request.get("model", MODEL_SLUG)),
+        model_version=str(job.request["model_version"]),
+        queue_position=app.state.store.queue_position(job),
+        gpu_type=job.gpu_type,
+        region=job.region,
+        worker=job.worker,
+        attempts=job.attempts,
+        progress=job.progress,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        timings=job.timings,
+        result=result,
+        error=job.error,
+        links=JobLinks(self=f"{base}/v1/jobs/{job.id}", video=result.video_url if result else None),
+        request=job.request,
+    )
+
+
+def _error_body(code: str, message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if field:
+        error["field"] = field
+    return {"error": error | extra}
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ReelForgeError)
+    async def on_reelforge_error(_: Request, exc: ReelForgeError) -> JSONResponse:
+        return JSONResponse(_error_body(exc.code, exc.message, exc.field), status_code=exc.status_code)
+
+    @app.exception_handler(FieldRuleError)
+    async def on_field_rule(_: Request, exc: FieldRuleError) -> JSONResponse:
+        return JSONResponse(_error_body("invalid_input", str(exc), exc.field), status_code=422)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [_describe(e) for e in exc.errors()]
+        first = errors[0]
+        return JSONResponse(
+            _error_body("invalid_input", f"{first['field']}: {first['rule']}", first["field"], errors=errors),
+            status_code=422,
+        )
+
+
+def _describe(err: dict[str, Any]) -> dict[str, str]:
+    """One pydantic error as {field, rule}, with model-level rules attributed to their field."""
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, FieldRuleError):
+        return {"field": cause.field, "rule": cause.rule}
+    loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+    field = ".".join(loc) or "body"
+    if err.get("type") == "extra_forbidden":
+        return {"field": field, "rule": "unknown field; not part of the request schema"}
+    if err.get("type") == "missing":
+        return {"field": field, "rule": "is required"}
+    msg = str(err.get("msg", "invalid"))
+    return {"field": field, "rule": msg.removeprefix("Value error, ")}
