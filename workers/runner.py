@@ -1,0 +1,194 @@
+"""Runs one job: claim it, generate, encode, upload, and record the outcome.
+
+Kept apart from Celery so the job path reads top to bottom; `workers.app` only wires it to a queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers import SkyReelsV2DiffusionForcingPipeline
+
+from shared.errors import InvalidInput, InvalidTransition, ReelForgeError
+from shared.frames import plan_windows
+from shared.jobs import JobState
+from shared.jobstore import JobStore
+from shared.schemas import InferenceRequest, JobError, Timings, VideoResult
+from shared.settings import Settings
+from shared.storage import Storage, video_key
+from workers.encoding import encode_mp4
+from workers.models import load_pipeline
+
+log = logging.getLogger(__name__)
+
+
+class PipelineHolder:
+    """The loaded pipeline of this process, kept across jobs; loading another version replaces it."""
+
+    def __init__(self, device: str, hf_home: Path | None) -> None:
+        self.device = device
+        self.hf_home = hf_home
+        self.version: str | None = None
+        self.pipe: SkyReelsV2DiffusionForcingPipeline | None = None
+        self.default_block_size = 1
+        self.cold_start_s: float | None = None
+
+    def get(self, version: str) -> SkyReelsV2DiffusionForcingPipeline:
+        if self.pipe is None or self.version != version:
+            self.pipe = None  # drop the old weights before loading new ones
+            t0 = time.perf_counter()
+            self.pipe = load_pipeline(version, self.device, self.hf_home)
+            self.cold_start_s = round(time.perf_counter() - t0, 3)
+            self.version = version
+            self.default_block_size = int(self.pipe.transformer.config.num_frame_per_block)
+        # `_set_ar_attention` writes causal_block_size into the transformer config and it persists:
+        # reset it so no request inherits the previous one's.
+        self.pipe.transformer.register_to_config(num_frame_per_block=self.default_block_size)
+        self.pipe._interrupt = False
+        return self.pipe
+
+
+def count_iterations(pipe: SkyReelsV2DiffusionForcingPipeline, req: InferenceRequest) -> int:
+    """Denoising iterations the job will run, over all long-video windows."""
+    pipe.scheduler.set_timesteps(req.num_inference_steps, device="cpu")
+    timesteps = pipe.scheduler.timesteps
+    total = 0
+    for w in plan_windows(req.num_frames, req.base_num_frames, req.overlap_history, req.causal_block_size):
+        matrix = pipe.generate_timestep_matrix(
+            w.latent_frames, timesteps, w.latent_frames, req.ar_step, w.prefix_frames, req.causal_block_size
+        )[0]
+        total += len(matrix)
+    return total
+
+
+def generate(
+    pipe: SkyReelsV2DiffusionForcingPipeline,
+    req: InferenceRequest,
+    sampler: str,
+    on_step: Callable[[], None],
+) -> np.ndarray:
+    """(T, H, W, 3) float frames in [0, 1]. Seeds both the generator and the global RNG (which the
+    pipeline draws `addnoise_condition` noise from), so a request's video does not depend on history."""
+    torch.manual_seed(req.seed)
+    device = pipe._execution_device
+    kwargs: dict[str, Any] = {
+        "prompt": req.prompt,
+        "negative_prompt": req.negative_prompt,
+        "height": req.height,
+        "width": req.width,
+        "num_frames": req.num_frames,
+        "num_inference_steps": req.num_inference_steps,
+        "guidance_scale": req.guidance_scale,
+        "generator": torch.Generator(device=device).manual_seed(req.seed),
+        "output_type": "np",
+        "overlap_history": req.overlap_history,
+        "addnoise_condition": req.addnoise_condition,
+        "base_num_frames": req.base_num_frames,
+        "ar_step": req.ar_step,
+        "causal_block_size": req.causal_block_size,
+        "fps": req.fps,
+        "callback_on_step_end": lambda _pipe, _i, _t, _kw: _step(on_step),
+    }
+    if sampler == "fast":
+        from workers.sampler import generate as fast_generate
+
+        out = fast_generate(pipe, **kwargs)
+    else:
+        out = pipe(**kwargs)
+    return np.asarray(out.frames[0])
+
+
+def _step(on_step: Callable[[], None]) -> dict[str, Any]:
+    on_step()
+    return {}
+
+
+class JobRunner:
+    def __init__(
+        self, settings: Settings, store: JobStore, storage: Storage, holder: PipelineHolder, worker: str
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.storage = storage
+        self.holder = holder
+        self.worker = worker
+        self.current_job: str | None = None
+
+    def run(self, job_id: str) -> None:
+        """Raises InvalidTransition when another live worker holds the job (the caller retries later)."""
+        job = self.store.start(job_id, self.worker)
+        if job is None:
+            log.info("job %s already finished; redelivery ignored", job_id)
+            return
+        self.current_job = job_id
+        try:
+            self._execute(job_id, InferenceRequest.model_validate(job.request), job.timings)
+        except InvalidTransition as exc:
+            log.warning("job %s left this worker: %s", job_id, exc)
+        except ReelForgeError as exc:
+            self._fail(job_id, exc.code, exc.message)
+        except torch.cuda.OutOfMemoryError as exc:
+            torch.cuda.empty_cache()
+            self._fail(job_id, "out_of_memory", f"GPU out of memory: {exc}")
+        except Exception as exc:
+            log.exception("job %s failed", job_id)
+            self._fail(job_id, "internal", f"{type(exc).__name__}: {exc}")
+        finally:
+            self.current_job = None
+
+    def _execute(self, job_id: str, req: InferenceRequest, timings: Timings) -> None:
+        pipe = self.holder.get(req.model_version)
+        t0 = time.perf_counter()
+        total = count_iterations(pipe, req)
+        done = 0
+
+        def on_step() -> None:
+            nonlocal done
+            done += 1
+            self.store.progress(job_id, self.worker, done, total)
+
+        frames = generate(pipe, req, self.settings.sampler, on_step)
+        t1 = time.perf_counter()
+        if frames.shape[0] != req.output_num_frames:
+            raise InvalidInput(
+                f"num_frames: produced {frames.shape[0]} frames, expected {req.output_num_frames}"
+            )
+        with tempfile.TemporaryDirectory(prefix="reelforge-") as tmp:
+            path = Path(tmp) / "video.mp4"
+            encode_mp4(frames, req.fps, path)
+            t2 = time.perf_counter()
+            key = video_key(job_id)
+            size = self.storage.put_file(key, path, "video/mp4")
+            t3 = time.perf_counter()
+        result = VideoResult(
+            storage_key=key,
+            bytes=size,
+            frames=int(frames.shape[0]),
+            fps=req.fps,
+            width=req.width,
+            height=req.height,
+        )
+        timings = timings.model_copy(
+            update={
+                "model_s": round(t1 - t0, 3),
+                "encode_s": round(t2 - t1, 3),
+                "upload_s": round(t3 - t2, 3),
+            }
+        )
+        # Succeeded only now, after the upload is confirmed.
+        self.store.finish(job_id, self.worker, JobState.SUCCEEDED, result=result, timings=timings)
+
+    def _fail(self, job_id: str, code: str, message: str) -> None:
+        try:
+            self.store.finish(
+                job_id, self.worker, JobState.FAILED, error=JobError(code=code, message=message)
+            )
+        except InvalidTransition as exc:
+            log.warning("job %s: not marking failed: %s", job_id, exc)
