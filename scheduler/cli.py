@@ -1,0 +1,199 @@
+"""`reelforge`: run the embedded stack, submit jobs, wait for them.
+
+reelforge dev [--port 8000]          Redis, storage, API, Flower and a CPU worker, until Ctrl-C
+reelforge demo                       the stack, one job with a progress bar, the MP4's location
+reelforge submit --prompt ... | --file req.json
+reelforge wait JOB_ID [--output video.mp4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from scheduler.client import ApiError, Client
+from scheduler.devstack import Stack, free_port
+from shared.settings import get_settings
+
+# The catalog's example request, CPU-sized for the tiny-random model version.
+DEMO_REQUEST: dict[str, Any] = {
+    "prompt": (
+        "A cat and a dog inspect a compact GPU server in a cozy lab, smooth film-like motion, natural light"
+    ),
+    "negative_prompt": "low quality, blurry, flicker, watermark, distorted anatomy",
+    "width": 128,
+    "height": 80,
+    "num_frames": 37,
+    "base_num_frames": 97,
+    "fps": 24,
+    "seed": 77,
+    "guidance_scale": 6,
+    "num_inference_steps": 20,
+    "ar_step": 5,
+    "causal_block_size": 5,
+    "addnoise_condition": 20,
+    "model": "skywork-skyreels-v2",
+    "model_version": "tiny-random",
+}
+
+
+def _client(args: argparse.Namespace) -> Client:
+    return Client(args.api_base, args.api_key)
+
+
+def start_stack(data_dir: Path, port: int, flower_port: int) -> tuple[Stack, str, str]:
+    settings = get_settings()
+    stack = Stack(
+        data_dir,
+        env={
+            "REELFORGE_STORAGE_BACKEND": "local",
+            "REELFORGE_STORAGE_DIR": str((data_dir / "storage").resolve()),
+            "REELFORGE_API_KEYS": ",".join(settings.api_keys),
+        },
+    )
+    try:
+        stack.start_redis(free_port(), persist=True)
+        base = stack.start_api(port)
+        flower = stack.start_flower(flower_port)
+        stack.start_worker("cpu-worker")
+    except BaseException:
+        stack.stop()
+        raise
+    return stack, base, flower
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    stack, base, flower = start_stack(Path(args.data_dir), args.port, args.flower_port)
+    print(f"ReelForge dev stack is up (logs in {args.data_dir}/logs)")
+    print(f"  API      {base}")
+    print(f"  API key  {get_settings().api_keys[0]}")
+    print(f"  Flower   {flower}")
+    print("Ctrl-C stops everything.")
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        while not stopped.wait(1.0):
+            for name, proc in stack.procs.items():
+                if proc.poll() is not None:
+                    print(f"{name} exited with code {proc.returncode}; stopping", file=sys.stderr)
+                    stopped.set()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("stopping…")
+        stack.stop()
+    return 0
+
+
+def wait_with_bar(client: Client, job_id: str, output: Path | None) -> int:
+    bar = tqdm(total=1, unit="step", desc=job_id[:8], dynamic_ncols=True)
+
+    def on_update(job: dict[str, Any]) -> None:
+        progress = job.get("progress") or {}
+        if progress.get("total"):
+            bar.total = progress["total"]
+            bar.n = progress["step"]
+        bar.set_postfix_str(
+            job["status"] + (f" #{job['queue_position']}" if job.get("queue_position") else "")
+        )
+        bar.refresh()
+
+    job = client.wait(job_id, on_update)
+    bar.close()
+    if job["status"] != "succeeded":
+        print(f"job {job_id} {job['status']}: {job.get('error')}", file=sys.stderr)
+        return 1
+    result = job["result"]
+    target = output or Path(f"{job_id}.mp4")
+    size = client.download(result["video_url"], target)
+    print(f"video: {target.resolve()} ({size} bytes, {result['frames']} frames @ {result['fps']} fps)")
+    print(f"storage key: {result['storage_key']}")
+    print(f"url (expires {result['video_url_expires_at']}): {result['video_url']}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    port = args.port or free_port()
+    stack, base, flower = start_stack(Path(args.data_dir), port, free_port())
+    try:
+        print(f"stack up: API {base}, Flower {flower}")
+        client = Client(base, get_settings().api_keys[0])
+        job = client.submit(DEMO_REQUEST)
+        print(f"submitted job {job['id']} to {job['gpu_type']}/{job['region']}")
+        return wait_with_bar(client, job["id"], Path(args.output))
+    finally:
+        stack.stop()
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    payload: dict[str, Any] = json.loads(Path(args.file).read_text()) if args.file else {}
+    for name in ("prompt", "negative_prompt", "model_version", "gpu_type", "region"):
+        if getattr(args, name) is not None:
+            payload[name] = getattr(args, name)
+    for name in ("width", "height", "num_frames", "seed", "num_inference_steps", "fps"):
+        if getattr(args, name) is not None:
+            payload[name] = getattr(args, name)
+    try:
+        job = _client(args).submit(payload)
+    except ApiError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(job["id"])
+    return 0
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    return wait_with_bar(_client(args), args.job_id, Path(args.output) if args.output else None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="reelforge", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    api = argparse.ArgumentParser(add_help=False)
+    api.add_argument("--api-base", default=os.environ.get("REELFORGE_API_BASE", "http://127.0.0.1:8000"))
+    api.add_argument("--api-key", default=os.environ.get("REELFORGE_API_KEY", get_settings().api_keys[0]))
+
+    dev = sub.add_parser("dev", help="run the embedded stack until Ctrl-C")
+    dev.add_argument("--port", type=int, default=8000)
+    dev.add_argument("--flower-port", type=int, default=5555)
+    dev.add_argument("--data-dir", default="data")
+    dev.set_defaults(func=cmd_dev)
+
+    demo = sub.add_parser("demo", help="start the stack, run one job, print where the MP4 is")
+    demo.add_argument("--port", type=int, default=0, help="API port (default: a free one)")
+    demo.add_argument("--data-dir", default="data")
+    demo.add_argument("--output", default="out/demo.mp4")
+    demo.set_defaults(func=cmd_demo)
+
+    submit = sub.add_parser("submit", parents=[api], help="submit a job; prints its id")
+    submit.add_argument("--file", help="JSON request body; flags override its fields")
+    submit.add_argument("--prompt")
+    submit.add_argument("--negative-prompt", dest="negative_prompt")
+    submit.add_argument("--model-version", dest="model_version")
+    submit.add_argument("--gpu-type", dest="gpu_type")
+    submit.add_argument("--region")
+    for name in ("width", "height", "num-frames", "seed", "num-inference-steps", "fps"):
+        submit.add_argument(f"--{name}", dest=name.replace("-", "_"), type=int)
+    submit.set_defaults(func=cmd_submit)
+
+    wait = sub.add_parser("wait", parents=[api], help="progress bar until done, then download the MP4")
+    wait.add_argument("job_id")
+    wait.add_argument("--output", help="where to write the MP4 (default: JOB_ID.mp4)")
+    wait.set_defaults(func=cmd_wait)
+
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""A small HTTP client of the ReelForge API, used by the CLI."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from shared.catalog import MODEL_SLUG
+
+TERMINAL = {"succeeded", "failed", "canceled"}
+
+
+class ApiError(RuntimeError):
+    def __init__(self, status: int, body: Any) -> None:
+        error = body.get("error", body) if isinstance(body, dict) else body
+        super().__init__(f"HTTP {status}: {error}")
+        self.status = status
+        self.body = body
+
+
+class Client:
+    def __init__(self, base_url: str, api_key: str, timeout_s: float = 30) -> None:
+        self.http = httpx.Client(
+            base_url=base_url.rstrip("/"), headers={"Authorization": f"Bearer {api_key}"}, timeout=timeout_s
+        )
+
+    def _json(self, response: httpx.Response) -> Any:
+        body = response.json() if response.content else None
+        if response.status_code >= 400:
+            raise ApiError(response.status_code, body)
+        return body
+
+    def submit(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return self._json(self.http.post(f"/v1/inference/{MODEL_SLUG}", json=payload))
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self._json(self.http.get(f"/v1/jobs/{job_id}"))
+
+    def wait(
+        self,
+        job_id: str,
+        on_update: Callable[[dict[str, Any]], None],
+        poll_s: float = 0.5,
+        timeout_s: float = 3600,
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            job = self.job(job_id)
+            on_update(job)
+            if job["status"] in TERMINAL:
+                return job
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {job['status']} after {timeout_s:.0f}s")
+            time.sleep(poll_s)
+
+    def download(self, url: str, path: Path) -> int:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        size = 0
+        with httpx.stream("GET", url, timeout=120, follow_redirects=True) as response:
+            response.raise_for_status()
+            with open(path, "wb") as f:
+                for chunk in response.iter_bytes():
+                    size += f.write(chunk)
+        return size
