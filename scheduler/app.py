@@ -170,7 +170,7 @@ def _describe(err: dict[str, Any]) -> dict[str, str]:
     cause = (err.get("ctx") or {}).get("error")
     if isinstance(cause, FieldRuleError):
         return {"field": cause.field, "rule": cause.rule}
-    loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+    loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
     field = ".".join(loc) or "body"
     if err.get("type") == "extra_forbidden":
         return {"field": field, "rule": "unknown field; not part of the request schema"}

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     """Seconds before an unacknowledged task is redelivered (Redis transport). Must exceed the longest
     job: a worker killed mid-job gets its task redelivered after this long."""
 
+    restore_interval_s: int = 10
+    """How often workers sweep for unacknowledged tasks older than the visibility timeout."""
+
     job_ttl_s: int = 30 * 24 * 3600
     """How long job records are kept in Redis after they are created."""
 
@@ -79,7 +82,7 @@ class Settings(BaseSettings):
     """`cuda` or `cpu`; default: CUDA when available."""
     hf_home: Path | None = None
     """Hugging Face cache holding the real checkpoints (downloaded ahead of time; never at run time)."""
-    sampler: Literal["fast", "pipeline"] = "fast"
+    sampler: Literal["fast", "pipeline"] = "pipeline"
     """`fast`: workers.sampler (exact, faster); `pipeline`: diffusers' own __call__."""
 
     @field_validator("api_keys", mode="before")

@@ -1,0 +1,107 @@
+"""The real stack for integration tests: redis-server, moto's S3 server, the API and Celery workers,
+each a real process on a free port, started once per session through `scheduler.devstack`."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+
+from scheduler.devstack import Stack, free_port, wait_until
+
+KEY_A, KEY_B = "test-key-a", "test-key-b"
+BUCKET = "reelforge-test"
+TERMINAL = {"succeeded", "failed", "canceled"}
+
+# CPU-sized version of the catalog's example request.
+SMALL_REQUEST: dict[str, Any] = {
+    "prompt": "A cat and a dog inspect a compact GPU server in a cozy lab",
+    "width": 48,
+    "height": 32,
+    "num_frames": 17,
+    "num_inference_steps": 4,
+    "model_version": "tiny-random",
+}
+
+POOLS = [
+    {"gpu_type": "CPU", "region": "local", "model_versions": ["tiny-random"]},
+    # A pool of its own for tests that kill its workers.
+    {"gpu_type": "CPU", "region": "redelivery", "model_versions": ["tiny-random"]},
+]
+
+
+@dataclass
+class Live:
+    stack: Stack
+    base: str
+    s3_endpoint: str
+
+    def client(self, key: str = KEY_A) -> httpx.Client:
+        return httpx.Client(base_url=self.base, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+    def s3(self) -> Any:
+        return boto3.client(
+            "s3", endpoint_url=self.s3_endpoint, region_name="us-east-1", aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )  # fmt: skip
+
+
+def wait_job(client: httpx.Client, job_id: str, timeout_s: float = 120, until: set[str] = TERMINAL) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in until:
+            return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} still {job['status']} after {timeout_s}s: {job}")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    stack = Stack(tmp_path_factory.mktemp("stack"))
+    try:
+        s3_port = free_port()
+        s3_endpoint = f"http://127.0.0.1:{s3_port}"
+        proc = stack.spawn("s3", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)])
+        wait_until(lambda: httpx.get(s3_endpoint, timeout=2).status_code < 500, 30, "moto S3 server", proc)
+        stack.env.update(
+            REELFORGE_API_KEYS=f"{KEY_A},{KEY_B}",
+            REELFORGE_POOLS=json.dumps(POOLS),
+            REELFORGE_STORAGE_BACKEND="s3",
+            REELFORGE_S3_ENDPOINT_URL=s3_endpoint,
+            REELFORGE_S3_BUCKET=BUCKET,
+            REELFORGE_S3_ACCESS_KEY_ID="test",
+            REELFORGE_S3_SECRET_ACCESS_KEY="test",
+            # Small numbers so a killed worker's task comes back within seconds.
+            REELFORGE_VISIBILITY_TIMEOUT_S="4",
+            REELFORGE_RESTORE_INTERVAL_S="1",
+            REELFORGE_WORKER_HEARTBEAT_S="1",
+        )
+        live = Live(stack, "", s3_endpoint)
+        live.s3().create_bucket(Bucket=BUCKET)
+        stack.start_redis(free_port(), persist=False)
+        live.base = stack.start_api(free_port())
+        stack.start_worker("w-local")
+        yield live
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+def api(live: Live) -> Iterator[httpx.Client]:
+    with live.client() as client:
+        yield client
+
+
+@pytest.fixture
+def fixtures_dir() -> Path:
+    return Path(__file__).parent
