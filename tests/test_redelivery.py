@@ -1,0 +1,47 @@
+"""A worker killed with SIGKILL mid-job: the task is redelivered and the job succeeds exactly once."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import SMALL_REQUEST, Live, wait_job
+
+pytestmark = pytest.mark.integration
+
+# Long enough on the CPU to be caught mid-denoising.
+SLOW = SMALL_REQUEST | {"region": "redelivery", "num_frames": 65, "width": 128, "height": 128,
+                        "num_inference_steps": 60, "causal_block_size": 1, "ar_step": 0}  # fmt: skip
+
+
+def test_killed_worker_job_is_redelivered_and_succeeds_once(live: Live, api: httpx.Client) -> None:
+    live.stack.start_worker("w-doomed", {"REELFORGE_WORKER_REGION": "redelivery"})
+    job = api.post("/v1/inference/skywork-skyreels-v2", json=SLOW).json()
+    assert job["region"] == "redelivery"
+
+    deadline = time.monotonic() + 60
+    while (api.get(f"/v1/jobs/{job['id']}").json().get("progress") or {}).get("step", 0) < 2:
+        assert time.monotonic() < deadline, "the job never started denoising"
+        time.sleep(0.05)
+    live.stack.kill("w-doomed", signal.SIGKILL)
+    killed_at = api.get(f"/v1/jobs/{job['id']}").json()
+    assert killed_at["status"] == "running" and killed_at["worker"] == "w-doomed@reelforge"
+    assert killed_at["progress"]["step"] < killed_at["progress"]["total"]
+
+    live.stack.start_worker("w-rescue", {"REELFORGE_WORKER_REGION": "redelivery"})
+    done = wait_job(api, job["id"], timeout_s=180)
+    assert done["status"] == "succeeded", done
+    assert done["worker"] == "w-rescue@reelforge"
+    assert done["attempts"] == 2
+    assert done["result"]["frames"] == 65
+
+    # Exactly once: after further sweeps the job neither re-runs nor completes again.
+    time.sleep(6)
+    later = api.get(f"/v1/jobs/{job['id']}").json()
+    assert (later["status"], later["attempts"], later["finished_at"]) == ("succeeded", 2, done["finished_at"])
+    log = live.stack.log_path("w-rescue").read_text()
+    assert log.count(f"reelforge.generate[{job['id']}] succeeded") == 1
+    live.stack.kill("w-rescue")

@@ -1,0 +1,89 @@
+"""The worker's job code in-process, on the real tiny-random pipeline (no queue involved)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from shared.schemas import InferenceRequest
+from workers.encoding import encode_mp4
+from workers.runner import PipelineHolder, count_iterations, generate
+
+BASE = {"prompt": "a red kite over the sea", "model_version": "tiny-random", "width": 32, "height": 16}
+A = InferenceRequest.model_validate(BASE | {"num_frames": 37, "causal_block_size": 5, "ar_step": 5, "seed": 1,
+                                           "num_inference_steps": 3})  # fmt: skip
+B = InferenceRequest.model_validate(BASE | {"num_frames": 21, "causal_block_size": 1, "ar_step": 0, "seed": 2,
+                                           "num_inference_steps": 3})  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def holder() -> PipelineHolder:
+    return PipelineHolder("cpu", None)
+
+
+def run(holder: PipelineHolder, req: InferenceRequest) -> tuple[np.ndarray, int]:
+    steps = 0
+
+    def on_step() -> None:
+        nonlocal steps
+        steps += 1
+
+    pipe = holder.get(req.model_version)
+    return generate(pipe, req, "pipeline", on_step), steps
+
+
+def test_two_requests_in_a_row_give_what_each_gives_alone(holder: PipelineHolder) -> None:
+    a_then, _ = run(holder, A)
+    b_after_a, _ = run(holder, B)
+    fresh = PipelineHolder("cpu", None)
+    b_alone, _ = run(fresh, B)
+    a_after_b, _ = run(fresh, A)
+    np.testing.assert_array_equal(b_after_a, b_alone)
+    np.testing.assert_array_equal(a_then, a_after_b)
+    assert not np.array_equal(a_then[:21], b_alone)
+
+
+def test_block_size_does_not_persist_into_the_next_request(holder: PipelineHolder) -> None:
+    run(holder, A)
+    pipe = holder.get("tiny-random")
+    assert pipe.transformer.config.num_frame_per_block == holder.default_block_size == 1
+
+
+@pytest.mark.parametrize("req", [A, B], ids=["async-blocks", "sync"])
+def test_progress_total_is_the_number_of_callbacks(holder: PipelineHolder, req: InferenceRequest) -> None:
+    frames, steps = run(holder, req)
+    assert steps == count_iterations(holder.get(req.model_version), req)
+    assert frames.shape == (req.output_num_frames, req.height, req.width, 3)
+
+
+def test_long_video_windows_are_counted_and_stitched(holder: PipelineHolder) -> None:
+    req = InferenceRequest.model_validate(
+        BASE
+        | {
+            "num_frames": 57,
+            "base_num_frames": 37,
+            "overlap_history": 17,
+            "causal_block_size": 5,
+            "ar_step": 5,
+            "num_inference_steps": 3,
+        }
+    )
+    frames, steps = run(holder, req)
+    assert frames.shape[0] == 57
+    assert steps == count_iterations(holder.get("tiny-random"), req) > 0
+
+
+def test_mp4_is_h264_yuv420p_faststart_with_fps(tmp_path: Path) -> None:
+    frames = np.random.default_rng(0).random((9, 32, 48, 3), dtype=np.float32)
+    path = tmp_path / "v.mp4"
+    encode_mp4(frames, 8, path)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.name, stream.format.name) == ("h264", "yuv420p")
+        assert (stream.width, stream.height, float(stream.average_rate)) == (48, 32, 8.0)
+        assert sum(1 for _ in container.decode(stream)) == 9
+    data = path.read_bytes()
+    assert data.index(b"moov") < data.index(b"mdat")
