@@ -29,7 +29,9 @@ DEFAULT_POOLS = [PoolConfig(gpu_type="CPU", region="local", model_versions=["tin
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="REELFORGE_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="REELFORGE_", env_file=".env", extra="ignore", use_attribute_docstrings=True
+    )
 
     env: Literal["development", "production"] = "development"
     """`production` refuses placeholder secrets and the dev API key."""
