@@ -11,12 +11,19 @@ from pydantic import BaseModel
 from shared.settings import Settings
 
 GENERATE_TASK = "reelforge.generate"
+WARMUP_TASK = "reelforge.warmup"
 
 
 class GenerateMessage(BaseModel):
     """Body of a `reelforge.generate` task."""
 
     job_id: str
+
+
+class WarmupMessage(BaseModel):
+    """Body of a `reelforge.warmup` task: load this version and stay warm (a prewarm)."""
+
+    model_version: str
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -46,3 +53,23 @@ def make_celery(settings: Settings) -> Celery:
 
 def enqueue(app: Celery, queue: str, message: GenerateMessage) -> None:
     app.send_task(GENERATE_TASK, kwargs=message.model_dump(), queue=queue, task_id=message.job_id)
+
+
+def enqueue_warmup(app: Celery, queue: str, message: WarmupMessage) -> None:
+    # A prewarm is queued work like any job, so whatever brings workers back for jobs brings one back
+    # for it too (the embedded supervisor, KEDA's list-length trigger).
+    app.send_task(WARMUP_TASK, kwargs=message.model_dump(), queue=queue)
+
+
+def broker_queue_length(app: Celery, queue: str) -> int:
+    """Messages waiting in a pool's broker queue (not counting those a worker holds)."""
+    with app.connection_for_read() as conn:
+        return int(conn.default_channel.client.llen(queue))
+
+
+def restore_unacked(app: Celery) -> None:
+    """Put back tasks of dead workers whose visibility timeout passed. Workers sweep for this too;
+    the API does it as well so a pool with no worker left still gets its task back on the queue."""
+    with app.connection_for_read() as conn:
+        channel = conn.default_channel
+        channel.qos.restore_visible(num=100)

@@ -76,3 +76,24 @@ class StorageError(ReelForgeError):
 
     code = "storage"
     retryable = True
+
+
+class AlreadyFinished(ReelForgeError):
+    """The job is already in a terminal state; the request changed nothing."""
+
+    status_code = 409
+    code = "already_finished"
+
+
+class JobTimeout(ReelForgeError):
+    """The job ran past its execution deadline."""
+
+    code = "timeout"
+
+
+class WarmupTimeout(ReelForgeError):
+    """No worker became warm for the target in time."""
+
+    status_code = 504
+    code = "warmup_timeout"
+    retryable = True

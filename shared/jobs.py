@@ -21,21 +21,24 @@ class JobState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELED = "canceled"
+    EXPIRED = "expired"
+    """Not started before its start deadline."""
 
     @property
     def terminal(self) -> bool:
         return self in TERMINAL
 
 
-TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED})
+TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED, JobState.EXPIRED})
 
 # RUNNING -> RUNNING is a redelivery: the worker that held the job died and another takes it over.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
-    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.FAILED, JobState.CANCELED}),
+    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.FAILED, JobState.CANCELED, JobState.EXPIRED}),
     JobState.RUNNING: frozenset({JobState.RUNNING, JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED}),
     JobState.SUCCEEDED: frozenset(),
     JobState.FAILED: frozenset(),
     JobState.CANCELED: frozenset(),
+    JobState.EXPIRED: frozenset(),
 }
 
 
@@ -58,6 +61,10 @@ class JobRecord(BaseModel):
     attempts: int = 0
     progress: Progress | None = None
     created_at: datetime = Field(default_factory=now)
+    start_deadline_at: datetime | None = None
+    """A job not started by then ends `expired`."""
+    timeout_s: float | None = None
+    """Execution deadline per attempt: a job running longer ends `failed` with code `timeout`."""
     started_at: datetime | None = None
     finished_at: datetime | None = None
     timings: Timings = Field(default_factory=Timings)

@@ -6,13 +6,13 @@ see each other's moves and the state machine in `shared.jobs` is enforced atomic
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis
 
 from shared.errors import InvalidTransition, NotFound
+from shared.fleet import Fleet
 from shared.jobs import JobRecord, JobState, now
 from shared.schemas import JobError, Progress
 
@@ -31,18 +31,16 @@ def _queue_key(queue: str) -> str:
     return f"{PREFIX}:queued:{queue}"
 
 
-def _worker_key(name: str) -> str:
-    return f"{PREFIX}:worker:{name}"
-
-
 class JobStore:
-    def __init__(self, client: redis.Redis, ttl_s: int) -> None:
+    def __init__(self, client: redis.Redis, ttl_s: int, max_attempts: int = 3) -> None:
         self.r = client
         self.ttl_s = ttl_s
+        self.max_attempts = max_attempts
+        self.fleet = Fleet(client)
 
     @classmethod
-    def from_url(cls, url: str, ttl_s: int) -> JobStore:
-        return cls(redis.Redis.from_url(url, decode_responses=True), ttl_s)
+    def from_url(cls, url: str, ttl_s: int, max_attempts: int = 3) -> JobStore:
+        return cls(redis.Redis.from_url(url, decode_responses=True), ttl_s, max_attempts)
 
     def create(self, job: JobRecord) -> None:
         seq = self.r.incr(f"{PREFIX}:seq")
@@ -82,6 +80,14 @@ class JobStore:
         self.r.transaction(txn, key)
         return result["job"]
 
+    def queue_length(self, queue: str) -> int:
+        """Jobs accepted for this queue and not yet started."""
+        return int(self.r.zcard(_queue_key(queue)))
+
+    def queued_ids(self, queue: str) -> Iterator[str]:
+        for job_id in self.r.zscan_iter(_queue_key(queue)):
+            yield str(job_id[0])
+
     def queue_position(self, job: JobRecord) -> int | None:
         if job.status != JobState.QUEUED:
             return None
@@ -113,16 +119,27 @@ class JobStore:
     # Transitions used by workers and the API.
 
     def start(self, job_id: str, worker: str) -> JobRecord | None:
-        """Claim the job for `worker`; None when it is already finished (a late redelivery).
+        """Claim the job for `worker`: the record, RUNNING; or ended here `expired` (start deadline
+        passed) or `failed` (its workers kept dying); None when it had already finished.
 
         Raises InvalidTransition when another live worker holds it: that worker will finish it.
         """
 
         def change(job: JobRecord) -> None:
             if job.status.terminal:
-                raise _AlreadyFinished
-            if job.status == JobState.RUNNING and job.worker != worker and self.is_alive(job.worker):
+                raise _NothingToRun
+            if job.status == JobState.RUNNING and job.worker != worker and self.fleet.is_alive(job.worker):
                 raise InvalidTransition(f"job {job_id} is running on live worker {job.worker}")
+            if job.status == JobState.QUEUED and job.start_deadline_at and now() > job.start_deadline_at:
+                job.move(JobState.EXPIRED)
+                job.error = JobError(code="expired", message="not started before its start deadline")
+                return
+            if job.attempts >= self.max_attempts:
+                job.move(JobState.FAILED)
+                job.error = JobError(
+                    code="worker_lost", message=f"its worker was lost {job.attempts} times; not retried again"
+                )
+                return
             job.move(JobState.RUNNING)
             job.worker = worker
             job.attempts += 1
@@ -132,7 +149,7 @@ class JobStore:
 
         try:
             return self.update(job_id, change)
-        except _AlreadyFinished:
+        except _NothingToRun:
             return None
 
     def progress(self, job_id: str, worker: str, step: int, total: int) -> JobRecord:
@@ -157,31 +174,35 @@ class JobStore:
 
         return self.update(job_id, change)
 
-    def fail(self, job_id: str, code: str, message: str) -> JobRecord:
+    def end(self, job_id: str, state: JobState, code: str, message: str) -> JobRecord:
+        """Move a job to a terminal state from outside a worker (the API, the sweeper)."""
+
         def change(job: JobRecord) -> None:
-            job.move(JobState.FAILED)
+            if job.status.terminal:
+                raise InvalidTransition(f"job {job_id} already {job.status}; nothing changed")
+            job.move(state)
             job.error = JobError(code=code, message=message)
 
         return self.update(job_id, change)
 
-    # Worker liveness: a key per worker that lapses when its heartbeats stop.
-
-    def beat(self, worker: str, info: dict[str, Any], ttl_s: float) -> None:
-        self.r.set(_worker_key(worker), json.dumps(info), px=int(ttl_s * 1000))
-
-    def forget_worker(self, worker: str) -> None:
-        self.r.delete(_worker_key(worker))
-
-    def is_alive(self, worker: str | None) -> bool:
-        return bool(worker) and bool(self.r.exists(_worker_key(worker or "")))
-
-    def live_workers(self) -> list[dict[str, Any]]:
-        keys = list(self.r.scan_iter(f"{PREFIX}:worker:*"))
-        return [json.loads(v) for v in self.r.mget(keys) if v] if keys else []
+    def expire_overdue(self, queue: str) -> list[str]:
+        """End `expired` every queued job of this queue past its start deadline."""
+        expired = []
+        for job_id in list(self.queued_ids(queue)):
+            job = self.get(job_id)
+            if job is None:
+                self.r.zrem(_queue_key(queue), job_id)
+            elif job.status == JobState.QUEUED and job.start_deadline_at and now() > job.start_deadline_at:
+                try:
+                    self.end(job_id, JobState.EXPIRED, "expired", "not started before its start deadline")
+                    expired.append(job_id)
+                except InvalidTransition:
+                    pass  # it started or ended meanwhile
+        return expired
 
     def ping(self) -> bool:
         return bool(self.r.ping())
 
 
-class _AlreadyFinished(Exception):
+class _NothingToRun(Exception):
     pass

@@ -14,7 +14,7 @@ from shared.catalog import CONTEXT_WINDOW_TOKENS, DEFAULT_MODEL_VERSION, GPU_TYP
 from shared.frames import VAE_TEMPORAL, output_frames, plan_windows
 from shared.tokenizer import count_tokens
 
-JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
+JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled", "expired"]
 
 
 class InferenceRequest(BaseModel):
@@ -40,6 +40,10 @@ class InferenceRequest(BaseModel):
     gpu_type: str | None = None
     region: str | None = None
     overlap_history: int | None = Field(None, ge=1)
+    start_deadline_s: float | None = Field(None, gt=0, le=7 * 24 * 3600)
+    """Seconds the job may wait in the queue before it ends `expired` (default: settings)."""
+    timeout_s: float | None = Field(None, gt=0, le=24 * 3600)
+    """Execution deadline in seconds: past it the job ends `failed`, code `timeout` (default: settings)."""
 
     @field_validator("prompt")
     @classmethod
@@ -184,6 +188,8 @@ class JobView(BaseModel):
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    start_deadline_at: datetime | None = None
+    timeout_s: float | None = None
     timings: Timings = Field(default_factory=Timings)
     result: VideoResult | None = None
     error: JobError | None = None

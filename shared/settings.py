@@ -54,6 +54,17 @@ class Settings(BaseSettings):
     restore_interval_s: int = 10
     """How often workers sweep for unacknowledged tasks older than the visibility timeout."""
 
+    start_deadline_s: float = 3600.0
+    """Default start deadline: a job still queued this long after submission ends `expired`."""
+    execution_timeout_s: float = 600.0
+    """Default execution deadline (the catalog's 600 s): past it a job ends `failed`/`timeout`."""
+    max_attempts: int = 3
+    """A job whose worker dies this many times ends `failed` with `worker_lost` instead of looping."""
+    prewarm_timeout_s: float = 600.0
+    """How long `POST .../start` waits for a worker to become warm (the catalog's request timeout)."""
+    sweep_interval_s: float = 5.0
+    """How often the API expires queued jobs past their start deadline."""
+
     job_ttl_s: int = 30 * 24 * 3600
     """How long job records are kept in Redis after they are created."""
 
@@ -80,6 +91,10 @@ class Settings(BaseSettings):
     worker_region: str = "local"
     worker_heartbeat_s: float = 10.0
     """A worker refreshes its liveness key this often; the key lapses after three missed beats."""
+    worker_idle_timeout_s: float = 900.0
+    """A worker with no task for this long shuts down warmly and frees its GPU (unless kept warm).
+    On Kubernetes keep terminationGracePeriodSeconds above the longest job, so a warm shutdown
+    never cuts one short."""
     worker_device: str | None = None
     """`cuda` or `cpu`; default: CUDA when available."""
     hf_home: Path | None = None

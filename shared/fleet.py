@@ -1,0 +1,119 @@
+"""The live state of the worker fleet in Redis: heartbeats, keep-warm and prewarm flags, and the
+per-target performance samples that reliability, estimates and routing are computed from."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Literal
+
+import redis
+from pydantic import BaseModel
+
+PREFIX = "rf"
+MAX_SAMPLES = 1000
+
+WorkerState = Literal["starting", "warm", "busy", "stopping"]
+
+
+class Heartbeat(BaseModel):
+    """What a worker publishes every beat; the key lapses after three missed beats."""
+
+    worker: str
+    queue: str
+    gpu_type: str
+    region: str
+    state: WorkerState
+    model_version: str | None = None
+    current_job: str | None = None
+    loaded_at: float | None = None
+    cold_start_s: float | None = None
+    keep_warm: bool = False
+    beat_at: float
+
+
+class Sample(BaseModel):
+    """One finished run on one target (model version on a pool)."""
+
+    job_id: str
+    status: Literal["succeeded", "failed"]
+    code: str | None = None
+    model_ms: float | None = None
+    request_ms: float | None = None
+    """Start of execution to confirmed upload."""
+    peak_gpu_memory_bytes: int | None = None
+    at: float
+
+
+def _samples_key(version: str, queue: str) -> str:
+    return f"{PREFIX}:samples:{version}:{queue}"
+
+
+def _cold_key(version: str, queue: str) -> str:
+    return f"{PREFIX}:coldstarts:{version}:{queue}"
+
+
+class Fleet:
+    def __init__(self, client: redis.Redis) -> None:
+        self.r = client
+
+    @classmethod
+    def from_url(cls, url: str) -> Fleet:
+        return cls(redis.Redis.from_url(url, decode_responses=True))
+
+    # Heartbeats.
+
+    def beat(self, hb: Heartbeat, ttl_s: float) -> None:
+        self.r.set(f"{PREFIX}:worker:{hb.worker}", hb.model_dump_json(), px=int(ttl_s * 1000))
+
+    def forget(self, worker: str) -> None:
+        self.r.delete(f"{PREFIX}:worker:{worker}")
+
+    def is_alive(self, worker: str | None) -> bool:
+        return bool(worker) and bool(self.r.exists(f"{PREFIX}:worker:{worker}"))
+
+    def live(self) -> list[Heartbeat]:
+        keys = list(self.r.scan_iter(f"{PREFIX}:worker:*"))
+        raws = self.r.mget(keys) if keys else []
+        return [Heartbeat.model_validate_json(v) for v in raws if v]
+
+    # Keep-warm (run_until_stopped) and prewarm requests, per pool queue.
+
+    def set_keep_warm(self, queue: str, on: bool) -> None:
+        if on:
+            self.r.set(f"{PREFIX}:keepwarm:{queue}", "1")
+        else:
+            self.r.delete(f"{PREFIX}:keepwarm:{queue}")
+
+    def keep_warm(self, queue: str) -> bool:
+        return bool(self.r.exists(f"{PREFIX}:keepwarm:{queue}"))
+
+    def request_prewarm(self, queue: str, version: str, ttl_s: float) -> None:
+        self.r.set(f"{PREFIX}:prewarm:{queue}", version, px=int(ttl_s * 1000))
+
+    def prewarm_version(self, queue: str) -> str | None:
+        value = self.r.get(f"{PREFIX}:prewarm:{queue}")
+        return None if value is None else str(value)
+
+    def clear_prewarm(self, queue: str) -> None:
+        self.r.delete(f"{PREFIX}:prewarm:{queue}")
+
+    # Performance samples.
+
+    def record(self, version: str, queue: str, sample: Sample) -> None:
+        key = _samples_key(version, queue)
+        self.r.lpush(key, sample.model_dump_json())
+        self.r.ltrim(key, 0, MAX_SAMPLES - 1)
+
+    def samples(self, version: str, queue: str) -> list[Sample]:
+        raws: Any = self.r.lrange(_samples_key(version, queue), 0, -1)
+        return [Sample.model_validate_json(v) for v in raws]
+
+    def record_cold_start(self, version: str, queue: str, seconds: float) -> None:
+        key = _cold_key(version, queue)
+        self.r.lpush(key, json.dumps({"s": seconds, "at": time.time()}))
+        self.r.ltrim(key, 0, MAX_SAMPLES - 1)
+
+    def cold_starts_s(self, version: str, queue: str) -> list[float]:
+        raws: Any = self.r.lrange(_cold_key(version, queue), 0, -1)
+        return [float(json.loads(v)["s"]) for v in raws]
