@@ -5,8 +5,10 @@ Kept apart from Celery so the job path reads top to bottom; `workers.app` only w
 
 from __future__ import annotations
 
+import gc
 import logging
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,11 +18,12 @@ import numpy as np
 import torch
 from diffusers import SkyReelsV2DiffusionForcingPipeline
 
-from shared.errors import InvalidInput, InvalidTransition, ReelForgeError
+from shared.errors import InvalidInput, InvalidTransition, JobTimeout, ReelForgeError
+from shared.fleet import Fleet, Sample
 from shared.frames import plan_windows
-from shared.jobs import JobState
+from shared.jobs import JobRecord, JobState
 from shared.jobstore import JobStore
-from shared.schemas import InferenceRequest, JobError, Timings, VideoResult
+from shared.schemas import InferenceRequest, JobError, VideoResult
 from shared.settings import Settings
 from shared.storage import Storage, video_key
 from workers.encoding import encode_mp4
@@ -36,16 +39,34 @@ class PipelineHolder:
         self.device = device
         self.hf_home = hf_home
         self.version: str | None = None
+        self.loading: str | None = None
         self.pipe: SkyReelsV2DiffusionForcingPipeline | None = None
         self.default_block_size = 1
         self.cold_start_s: float | None = None
+        self.loaded_at: float | None = None
+        # A preload thread and the task thread may both ask for a version: load it once.
+        self._lock = threading.Lock()
+
+    @property
+    def is_loaded(self) -> bool:
+        return self.pipe is not None
 
     def get(self, version: str) -> SkyReelsV2DiffusionForcingPipeline:
+        """The pipeline for `version`, loading it on first use (a cold start)."""
+        with self._lock:
+            return self._get(version)
+
+    def _get(self, version: str) -> SkyReelsV2DiffusionForcingPipeline:
         if self.pipe is None or self.version != version:
-            self.pipe = None  # drop the old weights before loading new ones
+            self.pipe, self.version = None, None  # drop the old weights before loading new ones
+            self.loading = version
             t0 = time.perf_counter()
-            self.pipe = load_pipeline(version, self.device, self.hf_home)
+            try:
+                self.pipe = load_pipeline(version, self.device, self.hf_home)
+            finally:
+                self.loading = None
             self.cold_start_s = round(time.perf_counter() - t0, 3)
+            self.loaded_at = time.time()
             self.version = version
             self.default_block_size = int(self.pipe.transformer.config.num_frame_per_block)
         # `_set_ar_attention` writes causal_block_size into the transformer config and it persists:
@@ -96,6 +117,7 @@ def generate(
         "fps": req.fps,
         "callback_on_step_end": lambda _pipe, _i, _t, _kw: _step(on_step),
     }
+    out: Any
     if sampler == "fast":
         from workers.sampler import generate as fast_generate
 
@@ -116,10 +138,18 @@ class JobRunner:
     ) -> None:
         self.settings = settings
         self.store = store
+        self.fleet: Fleet = store.fleet
         self.storage = storage
         self.holder = holder
         self.worker = worker
         self.current_job: str | None = None
+
+    def warm(self, version: str) -> None:
+        """Load `version` if it is not loaded yet, recording the cold start."""
+        loaded_at = self.holder.loaded_at
+        self.holder.get(version)
+        if self.holder.loaded_at != loaded_at and self.holder.cold_start_s is not None:
+            self.fleet.record_cold_start(version, self.settings.worker_queue, self.holder.cold_start_s)
 
     def run(self, job_id: str) -> None:
         """Raises InvalidTransition when another live worker holds the job (the caller retries later)."""
@@ -127,24 +157,44 @@ class JobRunner:
         if job is None:
             log.info("job %s already finished; redelivery ignored", job_id)
             return
+        req = InferenceRequest.model_validate(job.request)
+        if job.status != JobState.RUNNING:
+            log.warning("job %s ended %s before running: %s", job_id, job.status, job.error)
+            if job.status == JobState.FAILED and job.error:
+                self._sample(job_id, req, "failed", job.error.code)
+            return
         self.current_job = job_id
+        started = time.perf_counter()
         try:
-            self._execute(job_id, InferenceRequest.model_validate(job.request), job.timings)
+            self._execute(job, req, started)
         except InvalidTransition as exc:
             log.warning("job %s left this worker: %s", job_id, exc)
         except ReelForgeError as exc:
-            self._fail(job_id, exc.code, exc.message)
+            self._fail(job_id, req, exc.code, exc.message)
         except torch.cuda.OutOfMemoryError as exc:
-            torch.cuda.empty_cache()
-            self._fail(job_id, "out_of_memory", f"GPU out of memory: {exc}")
+            # Free what the failed step held so the next job starts from a clean allocator.
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            self._fail(job_id, req, "out_of_memory", f"GPU out of memory: {exc}")
         except Exception as exc:
             log.exception("job %s failed", job_id)
-            self._fail(job_id, "internal", f"{type(exc).__name__}: {exc}")
+            self._fail(job_id, req, "internal", f"{type(exc).__name__}: {exc}")
         finally:
             self.current_job = None
 
-    def _execute(self, job_id: str, req: InferenceRequest, timings: Timings) -> None:
+    def _execute(self, job: JobRecord, req: InferenceRequest, started: float) -> None:
+        job_id = job.id
+        timeout_s = job.timeout_s or self.settings.execution_timeout_s
+
+        def check_deadline() -> None:
+            if time.perf_counter() - started > timeout_s:
+                raise JobTimeout(f"ran past its execution deadline of {timeout_s:g}s")
+
+        self.warm(req.model_version)
         pipe = self.holder.get(req.model_version)
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
         total = count_iterations(pipe, req)
         done = 0
@@ -152,9 +202,12 @@ class JobRunner:
         def on_step() -> None:
             nonlocal done
             done += 1
+            check_deadline()
+            # Raises InvalidTransition once the job was canceled: generation stops at this iteration.
             self.store.progress(job_id, self.worker, done, total)
 
         frames = generate(pipe, req, self.settings.sampler, on_step)
+        check_deadline()
         t1 = time.perf_counter()
         if frames.shape[0] != req.output_num_frames:
             raise InvalidInput(
@@ -175,7 +228,7 @@ class JobRunner:
             width=req.width,
             height=req.height,
         )
-        timings = timings.model_copy(
+        timings = job.timings.model_copy(
             update={
                 "model_s": round(t1 - t0, 3),
                 "encode_s": round(t2 - t1, 3),
@@ -184,11 +237,30 @@ class JobRunner:
         )
         # Succeeded only now, after the upload is confirmed.
         self.store.finish(job_id, self.worker, JobState.SUCCEEDED, result=result, timings=timings)
+        self._sample(
+            job_id, req, "succeeded", None, model_ms=(t1 - t0) * 1000, request_ms=(t3 - started) * 1000
+        )
 
-    def _fail(self, job_id: str, code: str, message: str) -> None:
+    def _fail(self, job_id: str, req: InferenceRequest, code: str, message: str) -> None:
         try:
             self.store.finish(
                 job_id, self.worker, JobState.FAILED, error=JobError(code=code, message=message)
             )
         except InvalidTransition as exc:
             log.warning("job %s: not marking failed: %s", job_id, exc)
+            return
+        self._sample(job_id, req, "failed", code)
+
+    def _sample(self, job_id: str, req: InferenceRequest, status: str, code: str | None, **ms: float) -> None:
+        peak = int(torch.cuda.max_memory_allocated()) if torch.cuda.is_available() else None
+        sample = Sample.model_validate(
+            {
+                "job_id": job_id,
+                "status": status,
+                "code": code,
+                "peak_gpu_memory_bytes": peak,
+                "at": time.time(),
+            }
+            | {k: round(v, 1) for k, v in ms.items()}
+        )
+        self.fleet.record(req.model_version, self.settings.worker_queue, sample)
