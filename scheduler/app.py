@@ -5,7 +5,12 @@ It never imports torch or diffusers: it starts fast and fits a small image.
 
 from __future__ import annotations
 
+import logging
+import threading
 import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -14,26 +19,63 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from scheduler.auth import owner_of
 from scheduler.routing import choose_pool
-from shared.broker import GenerateMessage, enqueue, make_celery
+from scheduler.runtime import install_runtime_routes, routing_signals
+from shared.broker import GenerateMessage, enqueue, make_celery, restore_unacked
 from shared.catalog import MODEL_SLUG
-from shared.errors import NotFound, ReelForgeError, Unavailable
-from shared.jobs import JobRecord, JobState
+from shared.errors import AlreadyFinished, InvalidTransition, NotFound, ReelForgeError, Unavailable
+from shared.jobs import JobRecord, JobState, now
 from shared.jobstore import JobStore
 from shared.schemas import FieldRuleError, InferenceRequest, JobLinks, JobPage, JobView
 from shared.settings import Settings, get_settings
 from shared.storage import LocalStorage, make_storage
 
+log = logging.getLogger(__name__)
 Owner = Annotated[str, Depends(owner_of)]
+
+
+def sweep(app: FastAPI) -> None:
+    """Expire queued jobs past their start deadline; put dead workers' tasks back on their queues."""
+    for pool in app.state.settings.pools:
+        for job_id in app.state.store.expire_overdue(pool.queue):
+            log.info("job %s expired before it started", job_id)
+    restore_unacked(app.state.celery)
+
+
+def _sweep_forever(app: FastAPI, stop: threading.Event) -> None:
+    while not stop.wait(app.state.settings.sweep_interval_s):
+        try:
+            sweep(app)
+        except Exception:
+            log.exception("sweep failed")
+
+
+@contextmanager
+def _sweeper(app: FastAPI) -> Iterator[None]:
+    stop = threading.Event()
+    thread = threading.Thread(target=_sweep_forever, args=(app, stop), name="sweeper", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    app = FastAPI(title="ReelForge", version="0.1.0")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        with _sweeper(app):
+            yield
+
+    app = FastAPI(title="ReelForge", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
-    app.state.store = JobStore.from_url(settings.redis_url, settings.job_ttl_s)
+    app.state.store = JobStore.from_url(settings.redis_url, settings.job_ttl_s, settings.max_attempts)
     app.state.celery = make_celery(settings)
     app.state.storage = make_storage(settings)
     _install_error_handlers(app)
+    install_runtime_routes(app)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -50,8 +92,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.post(f"/v1/inference/{MODEL_SLUG}", status_code=202)
     def submit(body: InferenceRequest, owner: Owner) -> JobView:
         store: JobStore = app.state.store
-        live = {str(w.get("queue")) for w in store.live_workers()}
-        pool = choose_pool(settings.pools, body.model_version, body.gpu_type, body.region, live)
+        warm, measured = routing_signals(store.fleet, settings.pools, body.model_version)
+        pool = choose_pool(settings.pools, body.model_version, body.gpu_type, body.region, warm, measured)
+        created = now()
         job = JobRecord(
             id=uuid.uuid4().hex,
             owner=owner,
@@ -59,13 +102,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             gpu_type=pool.gpu_type,
             region=pool.region,
             queue=pool.queue,
+            created_at=created,
+            start_deadline_at=created + timedelta(seconds=body.start_deadline_s or settings.start_deadline_s),
+            timeout_s=body.timeout_s or settings.execution_timeout_s,
         )
         store.create(job)
         try:
             enqueue(app.state.celery, pool.queue, GenerateMessage(job_id=job.id))
         except Exception as exc:
             # Accepted jobs always end in a terminal state with their reason.
-            store.fail(job.id, "unavailable", f"could not enqueue on {pool.queue}: {exc}")
+            store.end(job.id, JobState.FAILED, "unavailable", f"could not enqueue on {pool.queue}: {exc}")
             raise Unavailable(f"the job queue is unreachable: {exc}") from exc
         return _view(app, job)
 
@@ -74,6 +120,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         job = app.state.store.get(job_id)
         if job is None or job.owner != owner:
             raise NotFound(f"job {job_id} not found")
+        return _view(app, job)
+
+    @app.post("/v1/jobs/{job_id}/cancel")
+    def cancel(job_id: str, owner: Owner) -> JobView:
+        """A queued job never starts; a running one stops at its next denoising iteration."""
+        job = app.state.store.get(job_id)
+        if job is None or job.owner != owner:
+            raise NotFound(f"job {job_id} not found")
+        try:
+            job = app.state.store.end(job_id, JobState.CANCELED, "canceled", "canceled at the user's request")
+        except InvalidTransition as exc:
+            raise AlreadyFinished(
+                f"job {job_id} already {app.state.store.require(job_id).status}; nothing changed"
+            ) from exc
         return _view(app, job)
 
     @app.get("/v1/jobs")
@@ -131,6 +191,8 @@ def _view(app: FastAPI, job: JobRecord) -> JobView:
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
+        start_deadline_at=job.start_deadline_at,
+        timeout_s=job.timeout_s,
         timings=job.timings,
         result=result,
         error=job.error,

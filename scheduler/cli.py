@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from scheduler.client import ApiError, Client
 from scheduler.devstack import Stack, free_port
+from scheduler.supervisor import ManagedPool, Supervisor
 from shared.settings import get_settings
 
 # The catalog's example request, CPU-sized for the tiny-random model version.
@@ -49,7 +50,9 @@ def _client(args: argparse.Namespace) -> Client:
     return Client(args.api_base, args.api_key)
 
 
-def start_stack(data_dir: Path, port: int, flower_port: int) -> tuple[Stack, str, str]:
+def start_stack(data_dir: Path, port: int, flower_port: int) -> tuple[Stack, str, str, Supervisor]:
+    """Redis, the API, Flower, a CPU worker, and a supervisor that brings CPU workers back after
+    their idle shutdown when work (or a prewarm) arrives."""
     settings = get_settings()
     stack = Stack(
         data_dir,
@@ -64,14 +67,17 @@ def start_stack(data_dir: Path, port: int, flower_port: int) -> tuple[Stack, str
         base = stack.start_api(port)
         flower = stack.start_flower(flower_port)
         stack.start_worker("cpu-worker")
+        cpu_pools = [ManagedPool(p) for p in settings.pools if p.gpu_type == "CPU"]
+        local = settings.model_copy(update={"redis_url": stack.env["REELFORGE_REDIS_URL"]})
+        supervisor = Supervisor(stack, local, cpu_pools).start()
     except BaseException:
         stack.stop()
         raise
-    return stack, base, flower
+    return stack, base, flower, supervisor
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    stack, base, flower = start_stack(Path(args.data_dir), args.port, args.flower_port)
+    stack, base, flower, supervisor = start_stack(Path(args.data_dir), args.port, args.flower_port)
     print(f"ReelForge dev stack is up (logs in {args.data_dir}/logs)")
     print(f"  API      {base}")
     print(f"  API key  {get_settings().api_keys[0]}")
@@ -82,13 +88,14 @@ def cmd_dev(args: argparse.Namespace) -> int:
     try:
         while not stopped.wait(1.0):
             for name, proc in stack.procs.items():
-                if proc.poll() is not None:
+                if name in ("redis", "api", "flower") and proc.poll() is not None:
                     print(f"{name} exited with code {proc.returncode}; stopping", file=sys.stderr)
                     stopped.set()
     except KeyboardInterrupt:
         pass
     finally:
         print("stopping…")
+        supervisor.stop()
         stack.stop()
     return 0
 
@@ -122,7 +129,7 @@ def wait_with_bar(client: Client, job_id: str, output: Path | None) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     port = args.port or free_port()
-    stack, base, flower = start_stack(Path(args.data_dir), port, free_port())
+    stack, base, flower, supervisor = start_stack(Path(args.data_dir), port, free_port())
     try:
         print(f"stack up: API {base}, Flower {flower}")
         client = Client(base, get_settings().api_keys[0])
@@ -130,6 +137,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"submitted job {job['id']} to {job['gpu_type']}/{job['region']}")
         return wait_with_bar(client, job["id"], Path(args.output))
     finally:
+        supervisor.stop()
         stack.stop()
 
 

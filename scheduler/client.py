@@ -11,7 +11,7 @@ import httpx
 
 from shared.catalog import MODEL_SLUG
 
-TERMINAL = {"succeeded", "failed", "canceled"}
+TERMINAL = {"succeeded", "failed", "canceled", "expired"}
 
 
 class ApiError(RuntimeError):

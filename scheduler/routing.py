@@ -1,9 +1,10 @@
 """Which pool (GPU type + region → Celery queue) a job goes to.
 
 Policy, when the request names no `gpu_type`/`region`: among the pools that serve the model
-version, a pool with a live worker first (no cold start), then the fastest by the catalog's
-measured model time (unmeasured types last), then by name for a stable choice. A request naming
-`gpu_type` and/or `region` is held to pools matching them.
+version, a pool with a worker warm on that version first (no cold start); then the fastest by p50
+request time measured on our own runs of that version; pools with no runs yet after those, by the
+catalog's model time (types it never measured last); then by queue name for a stable choice.
+A request naming `gpu_type` and/or `region` is held to pools matching them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from shared.errors import InvalidInput, NoCapacity
 from shared.settings import PoolConfig
 
 
-def _speed_rank(pool: PoolConfig) -> float:
+def _catalog_time(pool: PoolConfig) -> float:
     gpu = GPU_TYPES.get(pool.gpu_type)
     return gpu.catalog_model_time_s if gpu and gpu.catalog_model_time_s is not None else float("inf")
 
@@ -23,7 +24,8 @@ def choose_pool(
     model_version: str,
     gpu_type: str | None,
     region: str | None,
-    live_queues: set[str],
+    warm_queues: set[str],
+    measured_ms: dict[str, float] | None = None,
 ) -> PoolConfig:
     if region is not None and region not in {p.region for p in pools}:
         served = ", ".join(sorted({p.region for p in pools}))
@@ -48,4 +50,9 @@ def choose_pool(
             f"region={region or 'any'}; targets serving it: {targets}",
             field=field,
         )
-    return min(matching, key=lambda p: (p.queue not in live_queues, _speed_rank(p), p.queue))
+    measured = measured_ms or {}
+    inf = float("inf")
+    return min(
+        matching,
+        key=lambda p: (p.queue not in warm_queues, measured.get(p.queue, inf), _catalog_time(p), p.queue),
+    )

@@ -1,0 +1,88 @@
+"""Brings workers back in the embedded stack: follows `shared.scaling.needs_worker` for each pool.
+
+On Kubernetes, KEDA plays this part from the same rule (a list-length trigger on the pool's queue).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+
+from scheduler.devstack import Stack
+from shared.broker import broker_queue_length, make_celery
+from shared.fleet import Fleet
+from shared.scaling import needs_worker
+from shared.settings import PoolConfig, Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ManagedPool:
+    pool: PoolConfig
+    env: dict[str, str] = field(default_factory=dict)
+    """Extra environment for this pool's workers (idle timeout, device...)."""
+    module: str = "workers"
+    """What `python -m` runs as the worker."""
+    children: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
+
+
+class Supervisor:
+    def __init__(
+        self, stack: Stack, settings: Settings, pools: list[ManagedPool], interval_s: float = 0.5
+    ) -> None:
+        self.stack = stack
+        self.pools = pools
+        self.interval_s = interval_s
+        self.celery = make_celery(settings)
+        self.fleet = Fleet.from_url(settings.redis_url)
+        self.counter = itertools.count(1)
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="supervisor", daemon=True)
+
+    def start(self) -> Supervisor:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout=5)
+
+    def started(self, queue: str) -> list[str]:
+        """Names of the workers this supervisor started for a pool, oldest first."""
+        return [name for mp in self.pools if mp.pool.queue == queue for name, _ in mp.children]
+
+    def tick(self) -> None:
+        live = self.fleet.live()
+        for mp in self.pools:
+            queue = mp.pool.queue
+            live_names = {hb.worker for hb in live if hb.queue == queue}
+            mp.children = [
+                (n, p) for n, p in mp.children if p.poll() is None or f"{n}@reelforge" in live_names
+            ]
+            booting = sum(
+                1 for n, p in mp.children if p.poll() is None and f"{n}@reelforge" not in live_names
+            )
+            queued = broker_queue_length(self.celery, queue)
+            prewarm = self.fleet.prewarm_version(queue) is not None
+            if needs_worker(queued, prewarm, len(live_names), booting):
+                name = f"{queue.replace('.', '-')}-{next(self.counter)}"
+                env = {
+                    "REELFORGE_WORKER_GPU_TYPE": mp.pool.gpu_type,
+                    "REELFORGE_WORKER_REGION": mp.pool.region,
+                    "REELFORGE_WORKER_NAME": f"{name}@reelforge",
+                    **mp.env,
+                }
+                log.info("starting %s for %s (queued=%d, prewarm=%s)", name, queue, queued, prewarm)
+                mp.children.append((name, self.stack.spawn(name, [sys.executable, "-m", mp.module], env)))
+
+    def _loop(self) -> None:
+        while not self.stop_event.wait(self.interval_s):
+            try:
+                self.tick()
+            except Exception:
+                log.exception("supervisor tick failed")
