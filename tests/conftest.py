@@ -14,12 +14,16 @@ from typing import Any
 import boto3
 import httpx
 import pytest
+import redis
 
 from scheduler.devstack import Stack, free_port, wait_until
+from scheduler.supervisor import ManagedPool, Supervisor
+from shared.fleet import Fleet
+from shared.settings import Settings
 
 KEY_A, KEY_B = "test-key-a", "test-key-b"
 BUCKET = "reelforge-test"
-TERMINAL = {"succeeded", "failed", "canceled"}
+TERMINAL = {"succeeded", "failed", "canceled", "expired"}
 
 # CPU-sized version of the catalog's example request.
 SMALL_REQUEST: dict[str, Any] = {
@@ -29,13 +33,21 @@ SMALL_REQUEST: dict[str, Any] = {
     "num_frames": 17,
     "num_inference_steps": 4,
     "model_version": "tiny-random",
+    "region": "local",
 }
 
 POOLS = [
     {"gpu_type": "CPU", "region": "local", "model_versions": ["tiny-random"]},
     # A pool of its own for tests that kill its workers.
     {"gpu_type": "CPU", "region": "redelivery", "model_versions": ["tiny-random"]},
+    # Workers started on demand by the supervisor, with a 3 s idle timeout and faults injectable.
+    {"gpu_type": "CPU", "region": "elastic", "model_versions": ["tiny-random"]},
+    # No worker unless a test starts one: jobs stay queued.
+    {"gpu_type": "CPU", "region": "idle", "model_versions": ["tiny-random"]},
+    # The catalog's selected target, configured but never run here: its routes must answer.
+    {"gpu_type": "B200", "region": "us-central1", "model_versions": ["df-1-3b-540p-diffusers"]},
 ]
+ELASTIC_ENV = {"REELFORGE_WORKER_IDLE_TIMEOUT_S": "3", "REELFORGE_TEST_STOP_DELAY_S": "2"}
 
 
 @dataclass
@@ -43,6 +55,7 @@ class Live:
     stack: Stack
     base: str
     s3_endpoint: str
+    supervisor: Supervisor | None = None
 
     def client(self, key: str = KEY_A) -> httpx.Client:
         return httpx.Client(base_url=self.base, headers={"Authorization": f"Bearer {key}"}, timeout=30)
@@ -65,9 +78,14 @@ def wait_job(client: httpx.Client, job_id: str, timeout_s: float = 120, until: s
         time.sleep(0.2)
 
 
+def fleet(live: Live) -> Fleet:
+    return Fleet(redis.Redis.from_url(live.stack.env["REELFORGE_REDIS_URL"], decode_responses=True))
+
+
 @pytest.fixture(scope="session")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     stack = Stack(tmp_path_factory.mktemp("stack"))
+    live: Live | None = None
     try:
         s3_port = free_port()
         s3_endpoint = f"http://127.0.0.1:{s3_port}"
@@ -85,14 +103,23 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             REELFORGE_VISIBILITY_TIMEOUT_S="4",
             REELFORGE_RESTORE_INTERVAL_S="1",
             REELFORGE_WORKER_HEARTBEAT_S="1",
+            REELFORGE_SWEEP_INTERVAL_S="1",
+            REELFORGE_PREWARM_TIMEOUT_S="60",
         )
         live = Live(stack, "", s3_endpoint)
         live.s3().create_bucket(Bucket=BUCKET)
         stack.start_redis(free_port(), persist=False)
         live.base = stack.start_api(free_port())
         stack.start_worker("w-local")
+        elastic = next(p for p in Settings(pools=POOLS).pools if p.region == "elastic")
+        settings = Settings(redis_url=stack.env["REELFORGE_REDIS_URL"], visibility_timeout_s=4)
+        live.supervisor = Supervisor(
+            stack, settings, [ManagedPool(elastic, ELASTIC_ENV, "tests.fixtures.fault_worker")]
+        ).start()
         yield live
     finally:
+        if live and live.supervisor:
+            live.supervisor.stop()
         stack.stop()
 
 

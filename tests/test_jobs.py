@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 import redis
 
 from scheduler.devstack import Stack, free_port
 from shared.errors import InvalidTransition
+from shared.fleet import Heartbeat
 from shared.jobs import TRANSITIONS, JobRecord, JobState
 from shared.jobstore import JobStore
 from shared.schemas import JobError
@@ -57,11 +60,14 @@ def test_late_redelivery_of_a_finished_job_is_ignored(store: JobStore) -> None:
 
 def test_job_of_a_live_worker_is_not_taken_over(store: JobStore) -> None:
     new_job(store, "j2")
-    store.beat("w1", {"worker": "w1"}, ttl_s=30)
+    store.fleet.beat(
+        Heartbeat(worker="w1", queue="q", gpu_type="CPU", region="local", state="busy", beat_at=time.time()),
+        ttl_s=30,
+    )
     store.start("j2", "w1")
     with pytest.raises(InvalidTransition, match="live worker"):
         store.start("j2", "w2")
-    store.forget_worker("w1")
+    store.fleet.forget("w1")
     taken = store.start("j2", "w2")
     assert taken is not None and taken.worker == "w2" and taken.attempts == 2
     with pytest.raises(InvalidTransition):
@@ -76,6 +82,44 @@ def test_queue_positions_follow_submission_order(store: JobStore) -> None:
     assert [store.queue_position(store.require(f"p{i}")) for i in range(3)] == [1, 2, 3]
     store.start("p0", "w")
     assert [store.queue_position(store.require(f"p{i}")) for i in (1, 2)] == [1, 2]
+
+
+def test_start_deadline_expires_a_queued_job(store: JobStore) -> None:
+    job = new_job(store, "late")
+    store.update("late", lambda j: setattr(j, "start_deadline_at", j.created_at - timedelta(seconds=1)))
+    assert store.expire_overdue(job.queue) == ["late"]
+    expired = store.require("late")
+    assert (
+        expired.status == JobState.EXPIRED and expired.error is not None and expired.error.code == "expired"
+    )
+    assert store.start("late", "w") is None
+    new_job(store, "late2")
+    store.update("late2", lambda j: setattr(j, "start_deadline_at", j.created_at - timedelta(seconds=1)))
+    ended = store.start("late2", "w")
+    assert ended is not None and ended.status == JobState.EXPIRED
+
+
+def test_a_job_that_keeps_killing_workers_fails_after_max_attempts(store: JobStore) -> None:
+    new_job(store, "crashy")
+    for attempt in range(1, store.max_attempts + 1):
+        job = store.start("crashy", f"w{attempt}")  # each worker dies without a heartbeat
+        assert job is not None and job.status == JobState.RUNNING and job.attempts == attempt
+    final = store.start("crashy", "w-last")
+    assert final is not None and final.status == JobState.FAILED
+    assert final.error is not None and final.error.code == "worker_lost"
+
+
+def test_cancel_moves_queued_or_running_and_refuses_finished(store: JobStore) -> None:
+    new_job(store, "c1")
+    assert store.end("c1", JobState.CANCELED, "canceled", "by user").status == JobState.CANCELED
+    assert store.start("c1", "w") is None
+    new_job(store, "c2")
+    store.start("c2", "w")
+    store.end("c2", JobState.CANCELED, "canceled", "by user")
+    with pytest.raises(InvalidTransition):
+        store.progress("c2", "w", 1, 5)
+    with pytest.raises(InvalidTransition, match="already canceled"):
+        store.end("c2", JobState.CANCELED, "canceled", "again")
 
 
 def test_scheduler_never_imports_torch_or_diffusers() -> None:

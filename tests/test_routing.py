@@ -47,3 +47,9 @@ def test_refusals_name_the_field() -> None:
     with pytest.raises(InvalidInput) as region:
         choose_pool(POOLS, V, None, "atlantis", set())
     assert region.value.field == "region"
+
+
+def test_measured_speed_beats_catalog_rank() -> None:
+    measured = {"reelforge.l40s.eu-north1": 90_000.0, "reelforge.h200.eu-north2": 120_000.0}
+    assert choose_pool(POOLS, V, None, None, set(), measured).gpu_type == "L40S"
+    assert choose_pool(POOLS, V, None, None, {"reelforge.h200.eu-north2"}, measured).gpu_type == "H200"

@@ -49,7 +49,7 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("unknown model", {"model": "other-model"}, "model", "served: skywork-skyreels-v2"),
     ("unknown model_version", {"model_version": "v9"}, "model_version", "tiny-random"),
     ("unknown gpu_type", {"gpu_type": "TPU"}, "gpu_type", "H200"),
-    ("unknown region", {"region": "mars-1"}, "region", "served: local"),
+    ("unknown region", {"region": "mars-1"}, "region", "unknown region 'mars-1'; served:"),
     (
         "version served by no pool",
         {

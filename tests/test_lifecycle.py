@@ -1,0 +1,202 @@
+"""Worker lifecycle on the real stack: idle shutdown and comeback, prewarm, keep-warm, status,
+cancel, deadlines, OOM and crash loops. The `elastic` pool's workers are started on demand by the
+supervisor, stop after 3 idle seconds, and take injected faults (tests/fixtures/fault_worker.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import SMALL_REQUEST, Live, fleet, wait_job
+
+pytestmark = pytest.mark.integration
+
+ROUTE = "/v1/inference/skywork-skyreels-v2"
+STATUS = "/v1/model-families/skywork-skyreels-v2/status"
+ELASTIC = SMALL_REQUEST | {"region": "elastic"}
+SLOW = ELASTIC | {"num_frames": 65, "width": 128, "height": 128, "num_inference_steps": 60,
+                  "causal_block_size": 1, "ar_step": 0}  # fmt: skip
+
+
+def pool(api: httpx.Client, region: str) -> dict[str, Any]:
+    body = api.get(STATUS, params={"version": "tiny-random"}).json()
+    return next(p for p in body["pools"] if p["region"] == region)
+
+
+def wait_for(check: Any, timeout_s: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def wait_cold(api: httpx.Client, region: str = "elastic", timeout_s: float = 30) -> None:
+    wait_for(
+        lambda: pool(api, region)["status"] == "cold" and pool(api, region)["live_workers"] == 0,
+        timeout_s,
+        "cold",
+    )
+
+
+def wait_warm_worker(live: Live, api: httpx.Client) -> str:
+    """Make sure an elastic worker is warm (prewarm if needed); its name."""
+    api.post("/v1/model-families/skywork-skyreels-v2/start",
+             json={"version": "tiny-random", "gpu_type": "CPU", "region": "elastic"}, timeout=90)  # fmt: skip
+    workers = wait_for(
+        lambda: [w for w in pool(api, "elastic")["workers"] if w["state"] == "warm"], 30, "warm"
+    )
+    return str(workers[0]["worker"])
+
+
+def run_snippet(fixtures_dir: Path, name: str, base: str, **target: str) -> subprocess.CompletedProcess:
+    env = os.environ | {"FORGE_API_BASE": base, "FORGE_API_KEY": "test-key-a"} | target
+    script = fixtures_dir / "snippets" / name
+    return subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=120)
+
+
+TARGET = {"FORGE_MODEL_VERSION": "tiny-random", "FORGE_GPU_TYPE": "CPU", "FORGE_REGION": "elastic"}
+
+
+def test_prewarm_from_cold_status_cycle_and_idle_shutdown(
+    live: Live, api: httpx.Client, fixtures_dir: Path
+) -> None:
+    wait_cold(api)
+    seen: list[str] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            state = pool(api, "elastic")["status"]
+            if not seen or seen[-1] != state:
+                seen.append(state)
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    cold = run_snippet(fixtures_dir, "warmup.sh", live.base, **TARGET)
+    assert cold.returncode == 0, cold.stderr
+    assert cold.stdout.startswith("skywork-skyreels-v2 cold-started on CPU in elastic; startup_ms=")
+    assert cold.stdout.strip().endswith("keep_warm=False")
+    warm = run_snippet(fixtures_dir, "warmup.sh", live.base, **TARGET)
+    assert warm.stdout.strip() == "skywork-skyreels-v2 already warm on CPU in elastic; keep_warm=False"
+
+    wait_cold(api, timeout_s=30)  # 3 s idle timeout, then a warm shutdown
+    stop.set()
+    watcher.join()
+    assert seen[:3] == ["cold", "starting", "warm"] and seen[-1] == "cold", seen
+    assert fleet(live).cold_starts_s("tiny-random", "reelforge.cpu.elastic")
+
+
+def test_idle_shutdown_then_comeback_on_new_work(live: Live, api: httpx.Client) -> None:
+    first = wait_warm_worker(live, api)
+    wait_cold(api)
+    assert first not in {w["worker"] for w in pool(api, "elastic")["workers"]}
+    job = api.post(ROUTE, json=ELASTIC).json()
+    done = wait_job(api, job["id"], timeout_s=90)
+    assert done["status"] == "succeeded"
+    assert done["worker"] != first and (done["gpu_type"], done["region"]) == ("CPU", "elastic")
+
+
+def test_job_submitted_during_shutdown_still_succeeds(live: Live, api: httpx.Client) -> None:
+    stopping = wait_warm_worker(live, api)
+
+    def is_stopping() -> bool:
+        return any(
+            w["worker"] == stopping and w["state"] == "stopping" for w in pool(api, "elastic")["workers"]
+        )
+
+    wait_for(is_stopping, 20, "the worker to start stopping")
+    job = api.post(ROUTE, json=ELASTIC).json()
+    done = wait_job(api, job["id"], timeout_s=90)
+    assert done["status"] == "succeeded", done
+    assert done["worker"] != stopping
+
+
+def test_run_until_stopped_ignores_idle_timeout_until_stop(
+    live: Live, api: httpx.Client, fixtures_dir: Path
+) -> None:
+    started = run_snippet(fixtures_dir, "warmup.sh", live.base, **TARGET, FORGE_KEEP_WARM="true")
+    assert started.returncode == 0 and started.stdout.strip().endswith("keep_warm=True"), started
+    time.sleep(6)  # twice the idle timeout
+    assert pool(api, "elastic")["status"] == "warm" and pool(api, "elastic")["keep_warm"] is True
+    stopped = api.post("/v1/model-families/skywork-skyreels-v2/stop",
+                       json={"version": "tiny-random", "gpu_type": "CPU", "region": "elastic"})  # fmt: skip
+    assert stopped.status_code == 200 and stopped.json()["stopped"][0]["keep_warm"] is False
+    wait_cold(api, timeout_s=20)
+
+
+def test_cancel_queued_job_never_starts(live: Live, api: httpx.Client) -> None:
+    job = api.post(ROUTE, json=SMALL_REQUEST | {"region": "idle"}).json()
+    assert api.get(f"/v1/jobs/{job['id']}").json()["queue_position"] == 1
+    canceled = api.post(f"/v1/jobs/{job['id']}/cancel")
+    assert canceled.status_code == 200 and canceled.json()["status"] == "canceled"
+    again = api.post(f"/v1/jobs/{job['id']}/cancel")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "already_finished"
+    assert "already canceled" in again.json()["error"]["message"]
+    live.stack.start_worker("w-idle", {"REELFORGE_WORKER_REGION": "idle"})
+    time.sleep(3)  # the worker takes the task and must drop it
+    after = api.get(f"/v1/jobs/{job['id']}").json()
+    assert (after["status"], after["started_at"], after["attempts"]) == ("canceled", None, 0)
+    live.stack.kill("w-idle")
+
+
+def test_cancel_running_job_stops_and_worker_keeps_serving(live: Live, api: httpx.Client) -> None:
+    job = api.post(ROUTE, json=SLOW).json()
+    wait_for(
+        lambda: (api.get(f"/v1/jobs/{job['id']}").json().get("progress") or {}).get("step", 0) >= 2,
+        60,
+        "steps",
+    )
+    assert api.post(f"/v1/jobs/{job['id']}/cancel").json()["status"] == "canceled"
+    canceled = api.get(f"/v1/jobs/{job['id']}").json()
+    time.sleep(1)
+    later = api.get(f"/v1/jobs/{job['id']}").json()
+    assert later["status"] == "canceled" and later["result"] is None
+    assert later["progress"]["step"] <= canceled["progress"]["step"] + 1 < later["progress"]["total"]
+    nxt = wait_job(api, api.post(ROUTE, json=ELASTIC).json()["id"], timeout_s=60)
+    assert nxt["status"] == "succeeded" and nxt["worker"] == canceled["worker"]
+
+
+def test_start_deadline_expires_queued_job(api: httpx.Client) -> None:
+    job = api.post(ROUTE, json=SMALL_REQUEST | {"region": "idle", "start_deadline_s": 1}).json()
+    done = wait_job(api, job["id"], timeout_s=15)
+    assert done["status"] == "expired" and done["error"]["code"] == "expired"
+    assert done["started_at"] is None
+
+
+def test_execution_deadline_fails_with_timeout(api: httpx.Client) -> None:
+    job = api.post(ROUTE, json=SLOW | {"timeout_s": 1}).json()
+    done = wait_job(api, job["id"], timeout_s=90)
+    assert done["status"] == "failed" and done["error"]["code"] == "timeout", done
+    assert "execution deadline of 1s" in done["error"]["message"]
+
+
+def test_out_of_memory_is_survived(live: Live, api: httpx.Client) -> None:
+    oom = wait_job(
+        api, api.post(ROUTE, json=ELASTIC | {"prompt": "a storm [oom]"}).json()["id"], timeout_s=90
+    )
+    assert oom["status"] == "failed" and oom["error"]["code"] == "out_of_memory"
+    ok = wait_job(api, api.post(ROUTE, json=ELASTIC).json()["id"], timeout_s=60)
+    assert ok["status"] == "succeeded" and ok["worker"] == oom["worker"]
+    reliability = api.get("/v1/models/skywork-skyreels-v2/reliability",
+                          params={"model_version": "tiny-random", "region": "elastic"}).json()  # fmt: skip
+    assert reliability["failure_reason_counts"].get("out_of_memory", 0) >= 1
+
+
+def test_job_that_kills_its_worker_fails_after_bounded_attempts(live: Live, api: httpx.Client) -> None:
+    job = api.post(ROUTE, json=ELASTIC | {"prompt": "a volcano [crash]"}).json()
+    done = wait_job(api, job["id"], timeout_s=150)
+    assert done["status"] == "failed" and done["error"]["code"] == "worker_lost", done
+    assert done["attempts"] == 3
+    ok = wait_job(api, api.post(ROUTE, json=ELASTIC).json()["id"], timeout_s=90)
+    assert ok["status"] == "succeeded"
