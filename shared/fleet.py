@@ -17,7 +17,7 @@ WorkerState = Literal["starting", "warm", "busy", "stopping"]
 
 
 class Heartbeat(BaseModel):
-    """What a worker publishes every beat; the key lapses after three missed beats."""
+    """What a worker publishes every half heartbeat period; the key lapses after one period."""
 
     worker: str
     queue: str

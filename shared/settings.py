@@ -90,7 +90,8 @@ class Settings(BaseSettings):
     """The pool a worker serves: its GPU type and region select its queue."""
     worker_region: str = "local"
     worker_heartbeat_s: float = 10.0
-    """A worker refreshes its liveness key this often; the key lapses after three missed beats."""
+    """A dead worker stops counting within this long: its liveness key lives this long and is
+    refreshed twice per period."""
     worker_idle_timeout_s: float = 900.0
     """A worker with no task for this long shuts down warmly and frees its GPU (unless kept warm).
     On Kubernetes keep terminationGracePeriodSeconds above the longest job, so a warm shutdown

@@ -102,7 +102,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             # Small numbers so a killed worker's task comes back within seconds.
             REELFORGE_VISIBILITY_TIMEOUT_S="4",
             REELFORGE_RESTORE_INTERVAL_S="1",
-            REELFORGE_WORKER_HEARTBEAT_S="1",
+            REELFORGE_WORKER_HEARTBEAT_S="2",
             REELFORGE_SWEEP_INTERVAL_S="1",
             REELFORGE_PREWARM_TIMEOUT_S="60",
         )

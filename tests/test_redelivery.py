@@ -27,6 +27,11 @@ def test_killed_worker_job_is_redelivered_and_succeeds_once(live: Live, api: htt
         assert time.monotonic() < deadline, "the job never started denoising"
         time.sleep(0.05)
     live.stack.kill("w-doomed", signal.SIGKILL)
+    killed = time.monotonic()
+    while any(hb.worker == "w-doomed@reelforge" for hb in fleet(live).live()):
+        time.sleep(0.05)
+    # It stops counting within one heartbeat period (REELFORGE_WORKER_HEARTBEAT_S=2 in the test stack).
+    assert time.monotonic() - killed <= 2.2
     killed_at = api.get(f"/v1/jobs/{job['id']}").json()
     assert killed_at["status"] == "running" and killed_at["worker"] == "w-doomed@reelforge"
     assert killed_at["progress"]["step"] < killed_at["progress"]["total"]

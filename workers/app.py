@@ -111,9 +111,11 @@ def request_shutdown(rt: Runtime) -> None:
 
 
 def _watch(rt: Runtime) -> None:
-    # A liveness key with a TTL of three beats: a killed worker stops counting within that time, and
-    # its job can then be taken over by whichever worker gets the redelivered task.
-    tick = min(settings.worker_heartbeat_s, max(settings.worker_idle_timeout_s / 4, 0.25))
+    # The liveness key lives one heartbeat period and is refreshed every half period: a killed
+    # worker stops counting within one period, and its job can then be taken over by whichever
+    # worker gets the redelivered task.
+    period = settings.worker_heartbeat_s / 2
+    tick = min(period, max(settings.worker_idle_timeout_s / 4, 0.25))
     next_beat = 0.0
     while not rt.stop.is_set():
         try:
@@ -122,8 +124,8 @@ def _watch(rt: Runtime) -> None:
                 request_shutdown(rt)
                 return
             if time.monotonic() >= next_beat:
-                rt.store.fleet.beat(heartbeat(rt), ttl_s=settings.worker_heartbeat_s * 3)
-                next_beat = time.monotonic() + settings.worker_heartbeat_s
+                rt.store.fleet.beat(heartbeat(rt), ttl_s=settings.worker_heartbeat_s)
+                next_beat = time.monotonic() + period
         except Exception:
             log.exception("heartbeat failed")
         rt.stop.wait(tick)
@@ -131,7 +133,7 @@ def _watch(rt: Runtime) -> None:
 
 def _publish_now(rt: Runtime) -> None:
     try:
-        rt.store.fleet.beat(heartbeat(rt), ttl_s=settings.worker_heartbeat_s * 3)
+        rt.store.fleet.beat(heartbeat(rt), ttl_s=settings.worker_heartbeat_s)
     except Exception:
         log.exception("heartbeat failed")
 
@@ -203,7 +205,7 @@ def generate(self: Task, job_id: str) -> None:
             rt.runner.run(message.job_id)
         except InvalidTransition as exc:
             # Another live worker holds this job (an early redelivery): look again once it may have died.
-            raise self.retry(countdown=settings.worker_heartbeat_s * 3, exc=exc) from exc
+            raise self.retry(countdown=settings.worker_heartbeat_s, exc=exc) from exc
 
 
 @app.task(name=WARMUP_TASK, bind=True)
