@@ -37,8 +37,11 @@ def make_scheduler() -> UniPCMultistepScheduler:
     )
 
 
-def tiny_random_components(seed: int = 0, *, layers: int = 2, heads: int = 2, head_dim: int = 12) -> dict:
-    """Seeded tiny components. `layers`/`heads`/`head_dim` let benchmarks build a larger random model."""
+def tiny_random_components(
+    seed: int = 0, *, layers: int = 2, heads: int = 2, head_dim: int = 12, rope_max_seq_len: int = 32
+) -> dict:
+    """Seeded tiny components. `layers`/`heads`/`head_dim` let benchmarks build a larger random model;
+    `rope_max_seq_len` bounds the latent frames (and patch rows/columns) one forward can take."""
     torch.manual_seed(seed)
     vae = AutoencoderKLWan(
         base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
@@ -74,7 +77,7 @@ def tiny_random_components(seed: int = 0, *, layers: int = 2, heads: int = 2, he
         num_layers=layers,
         cross_attn_norm=True,
         qk_norm="rms_norm_across_heads",
-        rope_max_seq_len=32,
+        rope_max_seq_len=rope_max_seq_len,
     )
     return {
         "transformer": transformer,
