@@ -100,7 +100,7 @@ class Settings(BaseSettings):
     """`cuda` or `cpu`; default: CUDA when available."""
     hf_home: Path | None = None
     """Hugging Face cache holding the real checkpoints (downloaded ahead of time; never at run time)."""
-    sampler: Literal["fast", "pipeline"] = "pipeline"
+    sampler: Literal["fast", "pipeline"] = "fast"
     """`fast`: workers.sampler (exact, faster); `pipeline`: diffusers' own __call__."""
 
     @field_validator("api_keys", mode="before")

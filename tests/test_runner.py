@@ -24,7 +24,7 @@ def holder() -> PipelineHolder:
     return PipelineHolder("cpu", None)
 
 
-def run(holder: PipelineHolder, req: InferenceRequest) -> tuple[np.ndarray, int]:
+def run(holder: PipelineHolder, req: InferenceRequest, sampler: str = "fast") -> tuple[np.ndarray, int]:
     steps = 0
 
     def on_step() -> None:
@@ -32,22 +32,31 @@ def run(holder: PipelineHolder, req: InferenceRequest) -> tuple[np.ndarray, int]
         steps += 1
 
     pipe = holder.get(req.model_version)
-    return generate(pipe, req, "pipeline", on_step), steps
+    return generate(pipe, req, sampler, on_step), steps
 
 
-def test_two_requests_in_a_row_give_what_each_gives_alone(holder: PipelineHolder) -> None:
-    a_then, _ = run(holder, A)
-    b_after_a, _ = run(holder, B)
+@pytest.mark.parametrize("sampler", ["fast", "pipeline"])
+def test_two_requests_in_a_row_give_what_each_gives_alone(holder: PipelineHolder, sampler: str) -> None:
+    a_then, _ = run(holder, A, sampler)
+    b_after_a, _ = run(holder, B, sampler)
     fresh = PipelineHolder("cpu", None)
-    b_alone, _ = run(fresh, B)
-    a_after_b, _ = run(fresh, A)
+    b_alone, _ = run(fresh, B, sampler)
+    a_after_b, _ = run(fresh, A, sampler)
     np.testing.assert_array_equal(b_after_a, b_alone)
     np.testing.assert_array_equal(a_then, a_after_b)
     assert not np.array_equal(a_then[:21], b_alone)
 
 
+@pytest.mark.parametrize("req", [A, B], ids=["async-blocks", "sync"])
+def test_worker_default_sampler_matches_the_pipeline(holder: PipelineHolder, req: InferenceRequest) -> None:
+    fast, fast_steps = run(holder, req, "fast")
+    plain, plain_steps = run(holder, req, "pipeline")
+    assert fast_steps == plain_steps
+    assert np.abs(fast - plain).max() <= 1e-3
+
+
 def test_block_size_does_not_persist_into_the_next_request(holder: PipelineHolder) -> None:
-    run(holder, A)
+    run(holder, A, "pipeline")
     pipe = holder.get("tiny-random")
     assert pipe.transformer.config.num_frame_per_block == holder.default_block_size == 1
 
