@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -18,14 +16,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 
 from scheduler.auth import owner_of
-from scheduler.routing import choose_pool
-from scheduler.runtime import install_runtime_routes, routing_signals
-from shared.broker import GenerateMessage, enqueue, make_celery, restore_unacked
+from scheduler.runtime import install_runtime_routes
+from scheduler.submission import create_job
+from scheduler.views import job_view
+from shared.broker import make_celery, restore_unacked
 from shared.catalog import MODEL_SLUG
-from shared.errors import AlreadyFinished, InvalidTransition, NotFound, ReelForgeError, Unavailable
-from shared.jobs import JobRecord, JobState, now
+from shared.errors import AlreadyFinished, InvalidTransition, NotFound, ReelForgeError
+from shared.jobs import JobState
 from shared.jobstore import JobStore
-from shared.schemas import FieldRuleError, InferenceRequest, JobLinks, JobPage, JobView
+from shared.schemas import FieldRuleError, InferenceRequest, JobPage, JobView
 from shared.settings import Settings, get_settings
 from shared.storage import LocalStorage, make_storage
 
@@ -91,36 +90,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.post(f"/v1/inference/{MODEL_SLUG}", status_code=202)
     def submit(body: InferenceRequest, owner: Owner) -> JobView:
-        store: JobStore = app.state.store
-        warm, measured = routing_signals(store.fleet, settings.pools, body.model_version)
-        pool = choose_pool(settings.pools, body.model_version, body.gpu_type, body.region, warm, measured)
-        created = now()
-        job = JobRecord(
-            id=uuid.uuid4().hex,
-            owner=owner,
-            request=body.model_dump(),
-            gpu_type=pool.gpu_type,
-            region=pool.region,
-            queue=pool.queue,
-            created_at=created,
-            start_deadline_at=created + timedelta(seconds=body.start_deadline_s or settings.start_deadline_s),
-            timeout_s=body.timeout_s or settings.execution_timeout_s,
-        )
-        store.create(job)
-        try:
-            enqueue(app.state.celery, pool.queue, GenerateMessage(job_id=job.id))
-        except Exception as exc:
-            # Accepted jobs always end in a terminal state with their reason.
-            store.end(job.id, JobState.FAILED, "unavailable", f"could not enqueue on {pool.queue}: {exc}")
-            raise Unavailable(f"the job queue is unreachable: {exc}") from exc
-        return _view(app, job)
+        return job_view(app, create_job(app, owner, body))
 
     @app.get("/v1/jobs/{job_id}")
     def get_job(job_id: str, owner: Owner) -> JobView:
         job = app.state.store.get(job_id)
         if job is None or job.owner != owner:
             raise NotFound(f"job {job_id} not found")
-        return _view(app, job)
+        return job_view(app, job)
 
     @app.post("/v1/jobs/{job_id}/cancel")
     def cancel(job_id: str, owner: Owner) -> JobView:
@@ -134,7 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise AlreadyFinished(
                 f"job {job_id} already {app.state.store.require(job_id).status}; nothing changed"
             ) from exc
-        return _view(app, job)
+        return job_view(app, job)
 
     @app.get("/v1/jobs")
     def list_jobs(
@@ -147,7 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         jobs = app.state.store.list_for(owner, status=status, limit=limit + 1, before=before)
         page, more = jobs[:limit], len(jobs) > limit
         next_cursor = str(page[-1].created_at.timestamp()) if more and page else None
-        return JobPage(jobs=[_view(app, j) for j in page], next_cursor=next_cursor)
+        return JobPage(jobs=[job_view(app, j) for j in page], next_cursor=next_cursor)
 
     @app.get("/v1/files/{key:path}", include_in_schema=False)
     def download(key: str, expires: int, sig: str) -> FileResponse:
@@ -169,36 +146,6 @@ def _parse_cursor(cursor: str | None) -> float | None:
         return float(cursor)
     except ValueError as exc:
         raise FieldRuleError("cursor", "must be the next_cursor of a previous page") from exc
-
-
-def _view(app: FastAPI, job: JobRecord) -> JobView:
-    base = app.state.settings.public_base_url.rstrip("/")
-    result = job.result
-    if result is not None:
-        url, expires = app.state.storage.url(result.storage_key)
-        result = result.model_copy(update={"video_url": url, "video_url_expires_at": expires})
-    return JobView(
-        id=job.id,
-        status=job.status.value,
-        model=str(job.request.get("model", MODEL_SLUG)),
-        model_version=str(job.request["model_version"]),
-        queue_position=app.state.store.queue_position(job),
-        gpu_type=job.gpu_type,
-        region=job.region,
-        worker=job.worker,
-        attempts=job.attempts,
-        progress=job.progress,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        start_deadline_at=job.start_deadline_at,
-        timeout_s=job.timeout_s,
-        timings=job.timings,
-        result=result,
-        error=job.error,
-        links=JobLinks(self=f"{base}/v1/jobs/{job.id}", video=result.video_url if result else None),
-        request=job.request,
-    )
 
 
 def _error_body(code: str, message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:

@@ -57,6 +57,7 @@ class JobRecord(BaseModel):
     gpu_type: str
     region: str
     queue: str
+    batch_id: str | None = None
     worker: str | None = None
     attempts: int = 0
     progress: Progress | None = None

@@ -6,6 +6,7 @@ see each other's moves and the state machine in `shared.jobs` is enforced atomic
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,7 +17,9 @@ from shared.fleet import Fleet
 from shared.jobs import JobRecord, JobState, now
 from shared.schemas import JobError, Progress
 
+log = logging.getLogger(__name__)
 PREFIX = "rf"
+Listener = Callable[[JobRecord, JobState], None]
 
 
 def _job_key(job_id: str) -> str:
@@ -37,6 +40,9 @@ class JobStore:
         self.ttl_s = ttl_s
         self.max_attempts = max_attempts
         self.fleet = Fleet(client)
+        self.listeners: list[Listener] = []
+        """Called after every committed change with (job, status before it): webhooks and batches
+        follow jobs through here, in whichever process made the change."""
 
     @classmethod
     def from_url(cls, url: str, ttl_s: int, max_attempts: int = 3) -> JobStore:
@@ -64,12 +70,14 @@ class JobStore:
         """Apply `change` atomically; it may raise InvalidTransition to abort without writing."""
         key = _job_key(job_id)
         result: dict[str, JobRecord] = {}
+        before: dict[str, JobState] = {}
 
         def txn(p: Any) -> None:
             raw = p.get(key)
             if raw is None:
                 raise NotFound(f"job {job_id} not found")
             job = JobRecord.model_validate_json(raw)
+            before["status"] = job.status
             change(job)
             p.multi()
             p.set(key, job.model_dump_json(), keepttl=True)
@@ -78,7 +86,13 @@ class JobStore:
             result["job"] = job
 
         self.r.transaction(txn, key)
-        return result["job"]
+        job = result["job"]
+        for listener in self.listeners:
+            try:
+                listener(job, before["status"])
+            except Exception:
+                log.exception("job listener failed for %s", job.id)
+        return job
 
     def queue_length(self, queue: str) -> int:
         """Jobs accepted for this queue and not yet started."""

@@ -14,6 +14,7 @@ from shared.catalog import CONTEXT_WINDOW_TOKENS, DEFAULT_MODEL_VERSION, GPU_TYP
 from shared.frames import VAE_TEMPORAL, output_frames, plan_windows
 from shared.tokenizer import count_tokens
 
+WebhookEvent = Literal["started", "progress", "completed"]
 JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled", "expired"]
 
 
@@ -43,6 +44,10 @@ class InferenceRequest(BaseModel):
     start_deadline_s: float | None = Field(None, gt=0, le=7 * 24 * 3600)
     """Seconds the job may wait in the queue before it ends `expired` (default: settings)."""
     timeout_s: float | None = Field(None, gt=0, le=24 * 3600)
+    webhook_url: str | None = Field(None, max_length=2048)
+    """Where signed job events are POSTed (Standard Webhooks)."""
+    webhook_events_filter: list[WebhookEvent] = Field(default_factory=lambda: ["completed"], min_length=1)
+    """Which events to send: `started`, `progress`, `completed` (succeeded, failed, canceled, expired)."""
     """Execution deadline in seconds: past it the job ends `failed`, code `timeout` (default: settings)."""
 
     @field_validator("prompt")
@@ -50,6 +55,13 @@ class InferenceRequest(BaseModel):
     def _prompt_not_blank(cls, v: str) -> str:
         if not v.strip():
             raise ValueError("must not be empty")
+        return v
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.lower().startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
         return v
 
     @field_validator("model")
