@@ -18,6 +18,10 @@ WebhookEvent = Literal["started", "progress", "completed"]
 JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled", "expired"]
 
 
+def _completed_only() -> list[WebhookEvent]:
+    return ["completed"]
+
+
 class InferenceRequest(BaseModel):
     """`POST /v1/inference/skywork-skyreels-v2`. Defaults are the catalog page's example values."""
 
@@ -46,7 +50,7 @@ class InferenceRequest(BaseModel):
     timeout_s: float | None = Field(None, gt=0, le=24 * 3600)
     webhook_url: str | None = Field(None, max_length=2048)
     """Where signed job events are POSTed (Standard Webhooks)."""
-    webhook_events_filter: list[WebhookEvent] = Field(default_factory=lambda: ["completed"], min_length=1)
+    webhook_events_filter: list[WebhookEvent] = Field(default_factory=_completed_only, min_length=1)
     """Which events to send: `started`, `progress`, `completed` (succeeded, failed, canceled, expired)."""
     """Execution deadline in seconds: past it the job ends `failed`, code `timeout` (default: settings)."""
 
