@@ -29,6 +29,9 @@ class Storage(Protocol):
         ...
 
 
+RESULT_PREFIXES = ("videos/", "batches/")
+
+
 def video_key(job_id: str) -> str:
     """Deterministic per job, so a redelivered job overwrites rather than duplicates."""
     return f"videos/{job_id}.mp4"
@@ -78,6 +81,17 @@ class S3Storage:
             raise StorageError(f"upload of {key}: stored {size} bytes, expected {path.stat().st_size}")
         return size
 
+    def apply_lifecycle(self, days: int) -> dict:
+        """Expire results after `days` with the bucket's own lifecycle rule (S3 deletes them)."""
+        rules = [
+            {"ID": f"reelforge-{prefix.rstrip('/')}", "Filter": {"Prefix": prefix}, "Status": "Enabled",
+             "Expiration": {"Days": days}}
+            for prefix in RESULT_PREFIXES
+        ]  # fmt: skip
+        config = {"Rules": rules}
+        self.client.put_bucket_lifecycle_configuration(Bucket=self.bucket, LifecycleConfiguration=config)
+        return config
+
     def url(self, key: str) -> tuple[str, datetime]:
         expires = datetime.fromtimestamp(int(time.time()) + self.expiry_s, UTC)
         link = self.client.generate_presigned_url(
@@ -116,6 +130,18 @@ class LocalStorage:
         expires = int(time.time()) + self.expiry_s
         query = urlencode({"expires": expires, "sig": self.signature(key, expires)})
         return f"{self.base_url}/v1/files/{quote(key)}?{query}", datetime.fromtimestamp(expires, UTC)
+
+    def delete_older_than(self, days: float) -> int:
+        """Retention for the local store: remove result files last written more than `days` ago."""
+        cutoff = time.time() - days * 86400
+        removed = 0
+        for prefix in RESULT_PREFIXES:
+            folder = self.root / prefix
+            for path in folder.rglob("*") if folder.is_dir() else ():
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    path.unlink(missing_ok=True)
+                    removed += 1
+        return removed
 
     def verify(self, key: str, expires: int, sig: str) -> bool:
         return expires >= time.time() and hmac.compare_digest(sig, self.signature(key, expires))

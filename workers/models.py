@@ -115,6 +115,15 @@ def load_pretrained(hf_repo: str, device: str, hf_home: Path | None) -> SkyReels
     return pipe.to(device)
 
 
+def revision_of(model_version: str, pipe: SkyReelsV2DiffusionForcingPipeline) -> str:
+    """The checkpoint's commit (its Hugging Face snapshot folder), or how a built-in version is made."""
+    spec = MODEL_VERSIONS[model_version]
+    if spec.hf_repo is None:
+        return "built in code: workers.models.build_tiny_random(seed=0)"
+    source = Path(str(pipe.config.get("_name_or_path", "")))
+    return source.name if source.parent.name == "snapshots" else str(source)
+
+
 def load_pipeline(
     model_version: str, device: str, hf_home: Path | None = None
 ) -> SkyReelsV2DiffusionForcingPipeline:

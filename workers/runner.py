@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -23,11 +22,11 @@ from shared.fleet import Fleet, Sample
 from shared.frames import plan_windows
 from shared.jobs import JobRecord, JobState
 from shared.jobstore import JobStore
-from shared.schemas import InferenceRequest, JobError, VideoResult
+from shared.schemas import InferenceRequest, JobError
 from shared.settings import Settings
-from shared.storage import Storage, video_key
-from workers.encoding import encode_mp4
-from workers.models import load_pipeline
+from shared.storage import Storage
+from workers.models import load_pipeline, revision_of
+from workers.results import publish, sidecar
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +43,7 @@ class PipelineHolder:
         self.default_block_size = 1
         self.cold_start_s: float | None = None
         self.loaded_at: float | None = None
+        self.revision = "unloaded"
         # A preload thread and the task thread may both ask for a version: load it once.
         self._lock = threading.Lock()
 
@@ -69,6 +69,7 @@ class PipelineHolder:
             self.loaded_at = time.time()
             self.version = version
             self.default_block_size = int(self.pipe.transformer.config.num_frame_per_block)
+            self.revision = revision_of(version, self.pipe)
         # `_set_ar_attention` writes causal_block_size into the transformer config and it persists:
         # reset it so no request inherits the previous one's.
         self.pipe.transformer.register_to_config(num_frame_per_block=self.default_block_size)
@@ -94,6 +95,7 @@ def generate(
     req: InferenceRequest,
     sampler: str,
     on_step: Callable[[], None],
+    compile_blocks: bool = False,
 ) -> np.ndarray:
     """(T, H, W, 3) float frames in [0, 1]. Seeds both the generator and the global RNG (which the
     pipeline draws `addnoise_condition` noise from), so a request's video does not depend on history."""
@@ -121,7 +123,7 @@ def generate(
     if sampler == "fast":
         from workers.sampler import generate as fast_generate
 
-        out = fast_generate(pipe, **kwargs)
+        out = fast_generate(pipe, **kwargs, compile_blocks=compile_blocks)
     else:
         out = pipe(**kwargs)
     return np.asarray(out.frames[0])
@@ -206,35 +208,18 @@ class JobRunner:
             # Raises InvalidTransition once the job was canceled: generation stops at this iteration.
             self.store.progress(job_id, self.worker, done, total)
 
-        frames = generate(pipe, req, self.settings.sampler, on_step)
+        frames = generate(pipe, req, self.settings.sampler, on_step, self.settings.compile_blocks)
         check_deadline()
         t1 = time.perf_counter()
         if frames.shape[0] != req.output_num_frames:
             raise InvalidInput(
                 f"num_frames: produced {frames.shape[0]} frames, expected {req.output_num_frames}"
             )
-        with tempfile.TemporaryDirectory(prefix="reelforge-") as tmp:
-            path = Path(tmp) / "video.mp4"
-            encode_mp4(frames, req.fps, path)
-            t2 = time.perf_counter()
-            key = video_key(job_id)
-            size = self.storage.put_file(key, path, "video/mp4")
-            t3 = time.perf_counter()
-        result = VideoResult(
-            storage_key=key,
-            bytes=size,
-            frames=int(frames.shape[0]),
-            fps=req.fps,
-            width=req.width,
-            height=req.height,
-        )
-        timings = job.timings.model_copy(
-            update={
-                "model_s": round(t1 - t0, 3),
-                "encode_s": round(t2 - t1, 3),
-                "upload_s": round(t3 - t2, 3),
-            }
-        )
+        timings = job.timings.model_copy(update={"model_s": round(t1 - t0, 3)})
+        meta = sidecar(job, req, self.holder.revision, self.settings.sampler, timings)
+        result, encode_s, upload_s = publish(self.storage, job, req, frames, meta)
+        timings = timings.model_copy(update={"encode_s": round(encode_s, 3), "upload_s": round(upload_s, 3)})
+        t3 = time.perf_counter()
         # Succeeded only now, after the upload is confirmed.
         self.store.finish(job_id, self.worker, JobState.SUCCEEDED, result=result, timings=timings)
         self._sample(

@@ -1,0 +1,91 @@
+"""What a finished job leaves in storage: the MP4, a poster JPEG (first frame) and a JSON sidecar
+with everything needed to reproduce the video. Keys are deterministic per job, so a redelivered job
+overwrites rather than duplicates."""
+
+from __future__ import annotations
+
+import json
+import platform
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from shared.jobs import JobRecord
+from shared.schemas import InferenceRequest, Timings, VideoResult
+from shared.storage import Storage, video_key
+from workers.encoding import encode_mp4, to_uint8
+
+
+def poster_key(job_id: str) -> str:
+    return f"videos/{job_id}.jpg"
+
+
+def sidecar_key(job_id: str) -> str:
+    return f"videos/{job_id}.json"
+
+
+def versions() -> dict[str, str]:
+    return {
+        "reelforge": version("reelforge"),
+        "diffusers": version("diffusers"),
+        "torch": version("torch"),
+        "transformers": version("transformers"),
+        "python": platform.python_version(),
+    }
+
+
+def sidecar(
+    job: JobRecord, req: InferenceRequest, revision: str, sampler: str, timings: Timings
+) -> dict[str, Any]:
+    return {
+        "job_id": job.id,
+        "request": req.model_dump(mode="json"),
+        "seed": req.seed,
+        "model": req.model,
+        "model_version": req.model_version,
+        "model_revision": revision,
+        "sampler": sampler,
+        "versions": versions(),
+        "gpu_type": job.gpu_type,
+        "region": job.region,
+        "worker": job.worker,
+        "attempt": job.attempts,
+        "created_at": job.created_at.isoformat(),
+        "started_at": job.started_at.isoformat() if job.started_at else None,
+        "timings": timings.model_dump(),
+        "output": {"frames": None, "fps": req.fps, "width": req.width, "height": req.height},
+    }
+
+
+def publish(
+    storage: Storage, job: JobRecord, req: InferenceRequest, frames: np.ndarray, meta: dict[str, Any]
+) -> tuple[VideoResult, float, float]:
+    """Encode and upload all three; returns the result, encode seconds and upload seconds."""
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="reelforge-") as tmp:
+        video, poster, side = Path(tmp) / "video.mp4", Path(tmp) / "poster.jpg", Path(tmp) / "sidecar.json"
+        encode_mp4(frames, req.fps, video)
+        Image.fromarray(to_uint8(frames[0])).save(poster, "JPEG", quality=90)
+        t1 = time.perf_counter()
+        size = storage.put_file(video_key(job.id), video, "video/mp4")
+        storage.put_file(poster_key(job.id), poster, "image/jpeg")
+        meta = meta | {"output": meta["output"] | {"frames": int(frames.shape[0]), "bytes": size}}
+        side.write_text(json.dumps(meta, indent=2))
+        storage.put_file(sidecar_key(job.id), side, "application/json")
+        t2 = time.perf_counter()
+    result = VideoResult(
+        storage_key=video_key(job.id),
+        poster_key=poster_key(job.id),
+        sidecar_key=sidecar_key(job.id),
+        bytes=size,
+        frames=int(frames.shape[0]),
+        fps=req.fps,
+        width=req.width,
+        height=req.height,
+    )
+    return result, t1 - t0, t2 - t1
