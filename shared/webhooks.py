@@ -1,0 +1,443 @@
+"""Signed job webhooks (Standard Webhooks): signing, per-key secrets, URL safety, delivery records,
+and the job listener that turns state changes into queued deliveries.
+
+The listener only records and enqueues; the HTTP requests are made by the light delivery worker
+(`scheduler.delivery`) from its own queue, so a slow receiver never holds a GPU worker.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import secrets
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import redis
+from celery import Celery
+
+from shared.catalog import MODEL_SLUG
+from shared.jobs import JobRecord, JobState, now
+from shared.schemas import JobLinks, JobView, WebhookDelivery, WebhookSecret
+from shared.settings import Settings
+from shared.storage import Storage, make_storage
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_QUEUE = "reelforge.webhooks"
+DELIVER_TASK = "reelforge.webhook.deliver"
+SECRET_PREFIX = "whsec_"
+EVENT_TYPES = {"started": "job.started", "progress": "job.progress", "completed": "job.completed"}
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[..., Sequence[tuple[Any, ...]]]
+
+# Cloud instance-metadata endpoints: refused even when an allowed network covers them.
+METADATA_ADDRESSES: frozenset[Address] = frozenset(
+    ipaddress.ip_address(a)
+    for a in (
+        "169.254.169.254",  # AWS, GCP, Azure, OpenStack, Oracle
+        "169.254.170.2",  # AWS ECS task metadata
+        "169.254.170.23",  # AWS EKS pod identity
+        "100.100.100.200",  # Alibaba Cloud
+        "fd00:ec2::254",  # AWS over IPv6
+        "fd00:ec2::23",  # AWS EKS pod identity over IPv6
+    )
+)
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+# Signing (https://www.standardwebhooks.com).
+
+
+def new_secret() -> str:
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """`v1,<base64 HMAC-SHA256 of "id.timestamp.body">`, keyed by the base64 part after `whsec_`."""
+    key = base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+def signed_headers(secrets_: Iterable[str], msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """The three Standard Webhooks headers; one space-separated signature per active secret."""
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": " ".join(sign(s, msg_id, timestamp, body) for s in secrets_),
+    }
+
+
+class SecretStore:
+    """One signing secret per API key (its owner fingerprint); a rotation keeps the previous one
+    signing too until its overlap ends, so receivers can switch without dropping events."""
+
+    def __init__(self, client: redis.Redis, overlap_s: float) -> None:
+        self.r = client
+        self.overlap_s = overlap_s
+
+    @staticmethod
+    def _key(owner: str) -> str:
+        return f"rf:whsec:{owner}"
+
+    def current(self, owner: str) -> WebhookSecret:
+        key = self._key(owner)
+        if self.r.hsetnx(key, "current", new_secret()):
+            self.r.hset(key, "created_at", now().isoformat())
+        return self._view(self.r.hgetall(key))  # type: ignore[arg-type]
+
+    def rotate(self, owner: str, overlap_s: float | None = None) -> WebhookSecret:
+        self.current(owner)
+        key = self._key(owner)
+        overlap = self.overlap_s if overlap_s is None else overlap_s
+        fresh = new_secret()
+
+        def txn(p: Any) -> None:
+            old = p.hget(key, "current")
+            p.multi()
+            p.hset(key, mapping={"current": fresh, "created_at": now().isoformat()})
+            if overlap > 0 and old:
+                until = now() + timedelta(seconds=overlap)
+                p.hset(key, mapping={"previous": old, "previous_expires_at": until.isoformat()})
+            else:
+                p.hdel(key, "previous", "previous_expires_at")
+
+        self.r.transaction(txn, key)
+        return self._view(self.r.hgetall(key))  # type: ignore[arg-type]
+
+    def signing_secrets(self, owner: str) -> list[str]:
+        """The secrets that sign now: the current one, then the previous one during its overlap."""
+        self.current(owner)
+        data: dict[str, str] = self.r.hgetall(self._key(owner))  # type: ignore[assignment]
+        active = [data["current"]]
+        if data.get("previous") and _previous_active(data):
+            active.append(data["previous"])
+        return active
+
+    @staticmethod
+    def _view(data: dict[str, str]) -> WebhookSecret:
+        return WebhookSecret(
+            secret=data["current"],
+            created_at=datetime.fromisoformat(data["created_at"]) if data.get("created_at") else None,
+            previous_expires_at=(
+                datetime.fromisoformat(data["previous_expires_at"]) if _previous_active(data) else None
+            ),
+        )
+
+
+def _previous_active(data: dict[str, str]) -> bool:
+    until = data.get("previous_expires_at")
+    return bool(until) and now() < datetime.fromisoformat(str(until))
+
+
+# URL safety (server-side request forgery).
+
+
+class UnsafeURL(ValueError):
+    """A webhook URL that is not http(s) or reaches an address webhooks may not go to."""
+
+    def __init__(self, rule: str) -> None:
+        super().__init__(rule)
+        self.rule = rule
+
+
+def _embedded_v4(ip: Address) -> Address:
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return ip.ipv4_mapped
+        if ip.sixtofour is not None:
+            return ip.sixtofour
+        if ip in _NAT64:
+            return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return ip
+
+
+def address_problem(ip: Address, allowed: Sequence[Network] = ()) -> str | None:
+    """Why a webhook may not go to this address, or None when it may."""
+    ip = _embedded_v4(ip)
+    if ip in METADATA_ADDRESSES:
+        return "a cloud metadata address"
+    if any(ip.version == net.version and ip in net for net in allowed):
+        return None
+    if ip.is_unspecified:
+        return "an unspecified address"
+    if ip.is_loopback:
+        return "a loopback address"
+    if ip.is_link_local:
+        return "a link-local address"
+    if ip.is_multicast:
+        return "a multicast address"
+    if ip.is_private:
+        return "a private address"
+    if not ip.is_global:
+        return "a non-public address"
+    return None
+
+
+def resolve_checked(
+    host: str, port: int, allowed: Sequence[Network] = (), resolver: Resolver = socket.getaddrinfo
+) -> list[tuple[Any, ...]]:
+    """Resolve `host`; every address it resolves to must be allowed (else UnsafeURL). Returns the
+    getaddrinfo entries, so the caller connects to exactly the addresses that were checked."""
+    try:
+        infos = list(resolver(host, port, type=socket.SOCK_STREAM))
+    except (OSError, UnicodeError) as exc:
+        raise UnsafeURL(f"host {host!r} does not resolve ({exc})") from exc
+    if not infos:
+        raise UnsafeURL(f"host {host!r} does not resolve")
+    for info in infos:
+        ip = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        problem = address_problem(ip, allowed)
+        if problem:
+            raise UnsafeURL(
+                f"host {host!r} resolves to {ip}, {problem}; webhooks go to public addresses only "
+                "(REELFORGE_WEBHOOK_ALLOWED_NETWORKS lists exceptions)"
+            )
+    return infos
+
+
+def split_url(url: str) -> tuple[str, str, int, str]:
+    """(scheme, host, port, path with query) of an http(s) URL, or UnsafeURL."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise UnsafeURL(f"is not a valid URL ({exc})") from exc
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise UnsafeURL("must be an http(s) URL")
+    if not parts.hostname:
+        raise UnsafeURL("must name a host")
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return scheme, parts.hostname, port or (443 if scheme == "https" else 80), path
+
+
+def check_url(url: str, allowed: Sequence[Network] = (), resolver: Resolver = socket.getaddrinfo) -> None:
+    """Refuse non-http(s) URLs and hosts resolving to loopback, private, link-local, metadata or
+    other non-public addresses (unless an allowed network covers them)."""
+    _, host, port, _ = split_url(url)
+    resolve_checked(host, port, allowed, resolver)
+
+
+# Delivery records: one Redis hash per job (`rf:webhooks:<job id>`), one field per delivery.
+# Kept apart from the job record so recording an attempt never re-triggers job listeners.
+
+
+class StoredDelivery(WebhookDelivery):
+    job_id: str
+    owner: str
+    body: str
+    """The exact payload, frozen at the event: every attempt sends the same id and body."""
+
+    def public(self) -> WebhookDelivery:
+        return WebhookDelivery.model_validate(self.model_dump(include=set(WebhookDelivery.model_fields)))
+
+
+def deliveries_key(job_id: str) -> str:
+    return f"rf:webhooks:{job_id}"
+
+
+DUE_KEY = "rf:webhooks:due"
+"""Sorted set of `<job id>:<delivery id>` by the time its next attempt is due."""
+
+_CLAIM = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, member in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[2], member) end
+return due
+"""
+
+
+class DeliveryStore:
+    def __init__(self, client: redis.Redis, ttl_s: int) -> None:
+        self.r = client
+        self.ttl_s = ttl_s
+
+    def add(self, delivery: StoredDelivery, due_at: float) -> None:
+        key = deliveries_key(delivery.job_id)
+        with self.r.pipeline() as p:
+            p.hset(key, delivery.id, delivery.model_dump_json())
+            p.expire(key, self.ttl_s)
+            p.zadd(DUE_KEY, {f"{delivery.job_id}:{delivery.id}": due_at})
+            p.execute()
+
+    def get(self, job_id: str, delivery_id: str) -> StoredDelivery | None:
+        raw = self.r.hget(deliveries_key(job_id), delivery_id)
+        return StoredDelivery.model_validate_json(raw) if raw else None
+
+    def save(self, delivery: StoredDelivery, due_at: float | None) -> None:
+        """Store the delivery; due again at `due_at`, or never (it succeeded or gave up)."""
+        member = f"{delivery.job_id}:{delivery.id}"
+        with self.r.pipeline() as p:
+            p.hset(deliveries_key(delivery.job_id), delivery.id, delivery.model_dump_json())
+            if due_at is None:
+                p.zrem(DUE_KEY, member)
+            else:
+                p.zadd(DUE_KEY, {member: due_at})
+            p.execute()
+
+    def for_job(self, job_id: str) -> list[WebhookDelivery]:
+        raw: dict[str, str] = self.r.hgetall(deliveries_key(job_id))  # type: ignore[assignment]
+        found = [StoredDelivery.model_validate_json(v).public() for v in raw.values()]
+        return sorted(found, key=lambda d: (d.created_at, d.id))
+
+    def claim_due(self, lease_s: float, limit: int = 100) -> list[tuple[str, str]]:
+        """Due (job id, delivery id) pairs, pushed `lease_s` into the future so that another poller
+        does not take them too; an attempt that never runs comes due again after the lease."""
+        t = time.time()
+        members = self.r.eval(_CLAIM, 1, DUE_KEY, t, t + lease_s, limit)
+        pairs = []
+        for m in members or []:
+            job_id, _, delivery_id = str(m).partition(":")
+            pairs.append((job_id, delivery_id))
+        return pairs
+
+    def forget_due(self, job_id: str, delivery_id: str) -> None:
+        self.r.zrem(DUE_KEY, f"{job_id}:{delivery_id}")
+
+
+def job_deliveries(client: redis.Redis, job: JobRecord) -> list[WebhookDelivery]:
+    """The job's webhook deliveries, oldest first (none when it has no `webhook_url`)."""
+    if not job.request.get("webhook_url"):
+        return []
+    return DeliveryStore(client, 0).for_job(job.id)
+
+
+def lease_s(settings: Settings) -> float:
+    """How long a claimed attempt may take before it is considered lost and sent again."""
+    return 3 * settings.webhook_timeout_s + 30
+
+
+# Events.
+
+EventName = Literal["started", "progress", "completed"]
+
+
+def event_for(job: JobRecord, before: JobState) -> EventName | None:
+    """The event a committed change makes, if any."""
+    if job.status.terminal and not before.terminal:
+        return "completed"
+    if job.status == JobState.RUNNING and before != JobState.RUNNING:
+        return "started"
+    if job.status == JobState.RUNNING and before == JobState.RUNNING and job.progress and job.progress.step:
+        # A takeover by another worker is RUNNING -> RUNNING too, with its progress reset to 0.
+        return "progress"
+    return None
+
+
+def job_data(job: JobRecord, settings: Settings, storage: Storage) -> dict[str, Any]:
+    """The job as `GET /v1/jobs/{id}` shows it, with a freshly signed video link."""
+    base = settings.public_base_url.rstrip("/")
+    result = job.result
+    if result is not None:
+        url, expires = storage.url(result.storage_key)
+        update: dict[str, Any] = {"video_url": url, "video_url_expires_at": expires}
+        for name in ("poster", "sidecar"):  # companions of the video, where the result has them
+            key = getattr(result, f"{name}_key", None)
+            if key and f"{name}_url" in type(result).model_fields:
+                update[f"{name}_url"] = storage.url(key)[0]
+        result = result.model_copy(update=update)
+    view = JobView(
+        id=job.id,
+        status=job.status.value,
+        model=str(job.request.get("model", MODEL_SLUG)),
+        model_version=str(job.request["model_version"]),
+        gpu_type=job.gpu_type,
+        region=job.region,
+        worker=job.worker,
+        attempts=job.attempts,
+        progress=job.progress,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        start_deadline_at=job.start_deadline_at,
+        timeout_s=job.timeout_s,
+        timings=job.timings,
+        result=result,
+        error=job.error,
+        links=JobLinks(self=f"{base}/v1/jobs/{job.id}", video=result.video_url if result else None),
+        request=job.request,
+        batch_id=job.batch_id,
+    )
+    return view.model_dump(mode="json", exclude={"webhooks"})
+
+
+def make_emitter(
+    celery_app: Celery,
+    settings: Settings,
+    *,
+    client: redis.Redis | None = None,
+    storage: Storage | None = None,
+) -> Callable[[JobRecord, JobState], None]:
+    """A JobStore listener: records each wanted event as a delivery and enqueues its first attempt
+    on the webhooks queue. It never makes an HTTP request."""
+    r = client or redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    deliveries = DeliveryStore(r, settings.job_ttl_s)
+    held: dict[str, Storage] = {}
+
+    def emit(job: JobRecord, before: JobState) -> None:
+        url = job.request.get("webhook_url")
+        if not url:
+            return
+        event = event_for(job, before)
+        wanted = job.request.get("webhook_events_filter") or ["completed"]
+        if event is None or event not in wanted:  # type: ignore[operator]
+            return
+        if event == "progress":
+            interval_ms = int(settings.webhook_progress_interval_s * 1000)
+            if interval_ms > 0 and not r.set(f"rf:whprogress:{job.id}", "1", px=interval_ms, nx=True):
+                return  # at most one progress event per interval per job
+        if "storage" not in held:
+            held["storage"] = storage or make_storage(settings)
+        created = now()
+        body = {
+            "type": EVENT_TYPES[event],
+            "timestamp": created.isoformat().replace("+00:00", "Z"),
+            "data": job_data(job, settings, held["storage"]),
+        }
+        delivery = StoredDelivery(
+            id=f"msg_{uuid.uuid4().hex}",
+            type=EVENT_TYPES[event],
+            url=str(url),
+            status="pending",
+            created_at=created,
+            job_id=job.id,
+            owner=job.owner,
+            body=json.dumps(body, separators=(",", ":")),
+        )
+        # Due again after a lease in case this first attempt is lost; the attempt reschedules it.
+        deliveries.add(delivery, due_at=time.time() + lease_s(settings))
+        celery_app.send_task(
+            DELIVER_TASK,
+            kwargs={"job_id": job.id, "delivery_id": delivery.id, "attempt": 1},
+            queue=WEBHOOK_QUEUE,
+        )
+
+    return emit
+
+
+def retry_delay(settings: Settings, attempts_made: int, rand: Callable[[], float]) -> float:
+    """Exponential backoff with jitter: base * 2^(n-1), capped, scaled by a random 0.5..1."""
+    raw = settings.webhook_retry_base_s * (2 ** max(attempts_made - 1, 0))
+    return min(settings.webhook_retry_max_delay_s, raw) * (0.5 + rand() / 2)
+
+
+def next_attempt_at(
+    settings: Settings, created_at: datetime, attempts_made: int, rand: Callable[[], float]
+) -> datetime | None:
+    """When to try again, or None when that would fall past the retry window."""
+    at = now() + timedelta(seconds=retry_delay(settings, attempts_made, rand))
+    if at > created_at.astimezone(UTC) + timedelta(seconds=settings.webhook_retry_window_s):
+        return None
+    return at
