@@ -1,0 +1,404 @@
+"""Batches: many requests in one submission, validated whole, followed to a manifest.
+
+POST /v1/batches                 a JSON array, `{"defaults": {...}, "requests": [...]}`, or a JSONL body
+                                 (`application/x-ndjson` / `application/jsonl`, `?defaults=` JSON)
+GET  /v1/batches/{id}            counts per status, progress, job ids; the manifest once every job ended
+POST /v1/batches/{id}/cancel     cancels every job not yet finished
+
+Every line is validated (the request schema, then routing) before any job is created: one bad line
+refuses the batch with a 422 naming the line and the field, and nothing is queued.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+
+from scheduler.auth import owner_of
+from scheduler.submission import Signals, accept_job, plan_job
+from shared.batchstore import BatchRecord, BatchStore, BatchTracker
+from shared.errors import InvalidTransition, NotFound, ReelForgeError
+from shared.jobs import JobRecord, JobState
+from shared.schemas import FieldRuleError, InferenceRequest
+
+log = logging.getLogger(__name__)
+Owner = Annotated[str, Depends(owner_of)]
+JSONL_TYPES = frozenset(
+    {"application/x-ndjson", "application/jsonl", "application/x-jsonlines", "application/jsonlines"}
+)
+MAX_REPORTED_ERRORS = 100
+
+
+class BatchCounts(BaseModel):
+    queued: int = 0
+    running: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    canceled: int = 0
+    expired: int = 0
+
+
+class BatchManifest(BaseModel):
+    """The batch's manifest: JSONL in storage, one line per request in submission order."""
+
+    storage_key: str
+    url: str
+    """Signed on every read of the batch."""
+    url_expires_at: datetime
+    lines: int
+    video_urls_expire_at: datetime | None = None
+    """The video links inside the manifest were signed when it was written and expire then; each line
+    also has the video's `storage_key`, and `GET /v1/jobs/{id}` signs a fresh link."""
+
+
+class BatchLinks(BaseModel):
+    self: str
+    cancel: str
+
+
+class BatchView(BaseModel):
+    """`POST /v1/batches`, `GET /v1/batches/{id}`, `POST /v1/batches/{id}/cancel`."""
+
+    id: str
+    status: Literal["in_progress", "finalizing", "completed"]
+    """`in_progress` while a job has not ended; `finalizing` while the manifest is being written;
+    `completed` once it is available."""
+    total: int
+    counts: BatchCounts
+    progress: float
+    """Fraction of the batch's jobs that have ended (any terminal state)."""
+    created_at: datetime
+    canceled_at: datetime | None = None
+    completed_at: datetime | None = None
+    job_ids: list[str]
+    """In submission order."""
+    lines: list[int]
+    """Each job's line in the submission (1-based), parallel to `job_ids`."""
+    manifest: BatchManifest | None = None
+    links: BatchLinks
+
+
+class BatchRejected(Exception):
+    """Lines that break a rule; the batch is refused whole."""
+
+    def __init__(self, errors: list[dict[str, Any]], status_code: int = 422) -> None:
+        super().__init__(errors[0]["message"])
+        self.errors = errors
+        self.status_code = status_code
+
+    def body(self) -> dict[str, Any]:
+        first = self.errors[0]
+        error: dict[str, Any] = {"code": first["code"], "message": first["message"]}
+        for name in ("line", "field"):
+            if first.get(name) is not None:
+                error[name] = first[name]
+        if first.get("line") is not None:
+            error["invalid_lines"] = len(self.errors)
+            error["errors"] = self.errors[:MAX_REPORTED_ERRORS]
+        return {"error": error}
+
+
+def _problem(
+    rule: str, *, line: int | None = None, field: str | None = None, code: str = "invalid_input"
+) -> dict:
+    where = f"line {line}: " if line is not None else ""
+    message = f"{where}{field}: {rule}" if field else f"{where}{rule}"
+    return {"code": code, "line": line, "field": field, "rule": rule, "message": message}
+
+
+def _refuse(rule: str, field: str | None = None, status_code: int = 422) -> BatchRejected:
+    return BatchRejected([_problem(rule, field=field)], status_code)
+
+
+def _describe(err: Any) -> tuple[str, str]:
+    """One pydantic error as (field, rule), model-level rules attributed to their field (as for
+    single submissions)."""
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, FieldRuleError):
+        return cause.field, cause.rule
+    field = ".".join(str(p) for p in err.get("loc", ())) or "body"
+    if err.get("type") == "extra_forbidden":
+        return field, "unknown field; not part of the request schema"
+    if err.get("type") == "missing":
+        return field, "is required"
+    return field, str(err.get("msg", "invalid")).removeprefix("Value error, ")
+
+
+# Parsing: the body's forms to (line, object) pairs and defaults.
+
+
+def _parse_body(
+    content_type: str, raw: bytes, query_defaults: str | None
+) -> tuple[list[tuple[int, Any]], dict]:
+    defaults: dict[str, Any] | None = None
+    if query_defaults is not None:
+        try:
+            defaults = json.loads(query_defaults)
+        except json.JSONDecodeError as exc:
+            raise _refuse(f"not valid JSON: {exc}", "defaults") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _refuse(f"not UTF-8: {exc}", "body") from exc
+    if content_type in JSONL_TYPES:
+        items: list[tuple[int, Any]] = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                items.append((number, json.loads(line)))
+            except json.JSONDecodeError as exc:
+                items.append((number, _NotJson(str(exc))))
+    elif content_type == "application/json":
+        try:
+            body = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise _refuse(f"not valid JSON: {exc}", "body") from exc
+        if isinstance(body, dict):
+            unknown = sorted(set(body) - {"defaults", "requests"})
+            if unknown or "requests" not in body:
+                raise _refuse(
+                    'expected a JSON array of requests or {"defaults": {...}, "requests": [...]}'
+                    + (f"; unknown keys: {', '.join(unknown)}" if unknown else ""),
+                    "body",
+                )
+            if "defaults" in body:
+                if defaults is not None:
+                    raise _refuse("given both in the body and as a query parameter; give one", "defaults")
+                defaults = body["defaults"]
+            body = body["requests"]
+        if not isinstance(body, list):
+            raise _refuse("must be a JSON array of requests", "requests")
+        items = list(enumerate(body, start=1))
+    else:
+        raise _refuse(
+            f"unsupported content type {content_type!r}: send application/json (an array of requests "
+            'or {"defaults", "requests"}) or application/x-ndjson (one request per line)',
+            "content-type",
+            415,
+        )
+    if defaults is None:
+        defaults = {}
+    if not isinstance(defaults, dict):
+        raise _refuse("must be a JSON object of request fields", "defaults")
+    unknown = sorted(set(defaults) - set(InferenceRequest.model_fields))
+    if unknown:
+        raise _refuse(f"unknown fields {', '.join(unknown)}; not part of the request schema", "defaults")
+    return items, defaults
+
+
+class _NotJson:
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+# Validation and creation.
+
+
+def plan_batch(
+    app: FastAPI, owner: str, items: list[tuple[int, Any]], defaults: dict[str, Any], batch_id: str
+) -> list[tuple[int, JobRecord]]:
+    """Every line validated and routed, or BatchRejected listing every bad line. Stores nothing."""
+    limit = app.state.settings.batch_max_requests
+    if not items:
+        raise _refuse("must hold at least one request", "requests")
+    if len(items) > limit:
+        raise _refuse(
+            f"at most {limit} requests per batch (REELFORGE_BATCH_MAX_REQUESTS), got {len(items)}", "requests"
+        )
+    planned: list[tuple[int, JobRecord]] = []
+    problems: list[dict[str, Any]] = []
+    signals: Signals = {}
+    for line, item in items:
+        if isinstance(item, _NotJson):
+            problems.append(_problem(f"not valid JSON: {item.reason}", line=line))
+            continue
+        if not isinstance(item, dict):
+            problems.append(_problem("must be a JSON object (one request)", line=line))
+            continue
+        try:
+            body = InferenceRequest.model_validate(defaults | item)
+        except ValidationError as exc:
+            field, rule = _describe(exc.errors()[0])
+            problems.append(_problem(rule, line=line, field=field))
+            continue
+        try:
+            planned.append((line, plan_job(app, owner, body, batch_id, signals)))
+        except ReelForgeError as exc:
+            rule = exc.message.removeprefix(f"{exc.field}: ") if exc.field else exc.message
+            problems.append(_problem(rule, line=line, field=exc.field, code=exc.code))
+    if problems:
+        raise BatchRejected(problems)
+    return planned
+
+
+def submit_batch(
+    app: FastAPI, owner: str, items: list[tuple[int, Any]], defaults: dict[str, Any]
+) -> BatchView:
+    batch_id = uuid.uuid4().hex
+    planned = plan_batch(app, owner, items, defaults, batch_id)
+    batches: BatchStore = app.state.batches.batches
+    batches.create(batch_id, owner, [job.id for _, job in planned], [line for line, _ in planned])
+    for created, (_, job) in enumerate(planned):
+        try:
+            accept_job(app, job)
+        except Exception:
+            _abandon(app, batch_id, [j for _, j in planned[:created]], job)
+            raise
+    return batch_view(app, batches.get(batch_id))
+
+
+def _abandon(app: FastAPI, batch_id: str, accepted: list[JobRecord], failed: JobRecord) -> None:
+    """A job could not be queued: the batch keeps the jobs that exist, the queued ones are canceled
+    (the caller is told the submission failed and will send it again), and it completes."""
+    store = app.state.store
+    exists = accepted + ([failed] if store.get(failed.id) is not None else [])
+    batches: BatchStore = app.state.batches.batches
+    batches.truncate(batch_id, len(exists))
+    if not exists:
+        return
+    batches.mark_canceled(batch_id)
+    for job in accepted:
+        with contextlib.suppress(InvalidTransition):
+            store.end(job.id, JobState.CANCELED, "canceled", f"batch {batch_id} could not be fully queued")
+
+
+# Reading.
+
+
+def batch_view(app: FastAPI, batch: BatchRecord | None) -> BatchView:
+    if batch is None:
+        raise NotFound("batch not found")
+    tracker: BatchTracker = app.state.batches
+    records = tracker.batches.jobs(batch)
+    if batch.manifest_key is None:
+        # The listener writes the manifest as the last job ends; this covers a process that died
+        # between committing that job and running its listeners, or a failed upload.
+        try:
+            batch = tracker.finish_if_complete(batch, records)
+        except Exception:
+            log.exception("writing the manifest of batch %s failed; a later read retries", batch.id)
+    counts = BatchCounts()
+    ended = 0
+    for job in records:
+        if job is None:
+            ended += 1
+            continue
+        setattr(counts, job.status.value, getattr(counts, job.status.value) + 1)
+        ended += job.status.terminal
+    manifest = None
+    if batch.manifest_key is not None:
+        url, expires = app.state.storage.url(batch.manifest_key)
+        manifest = BatchManifest(
+            storage_key=batch.manifest_key,
+            url=url,
+            url_expires_at=expires,
+            lines=len(batch.job_ids),
+            video_urls_expire_at=batch.video_urls_expire_at,
+        )
+    total = len(batch.job_ids)
+    if manifest is not None:
+        status: Literal["in_progress", "finalizing", "completed"] = "completed"
+    else:
+        status = "finalizing" if ended == total else "in_progress"
+    base = f"{app.state.settings.public_base_url.rstrip('/')}/v1/batches/{batch.id}"
+    return BatchView(
+        id=batch.id,
+        status=status,
+        total=total,
+        counts=counts,
+        progress=round(ended / total, 4) if total else 1.0,
+        created_at=batch.created_at,
+        canceled_at=batch.canceled_at,
+        completed_at=batch.completed_at,
+        job_ids=batch.job_ids,
+        lines=batch.lines,
+        manifest=manifest,
+        links=BatchLinks(self=base, cancel=f"{base}/cancel"),
+    )
+
+
+def _owned(app: FastAPI, batch_id: str, owner: str) -> BatchRecord:
+    batch = app.state.batches.batches.get(batch_id)
+    if batch is None or batch.owner != owner:
+        raise NotFound(f"batch {batch_id} not found")
+    return batch
+
+
+def cancel_batch(app: FastAPI, batch_id: str, owner: str) -> BatchView:
+    batch = _owned(app, batch_id, owner)
+    store = app.state.store
+    app.state.batches.batches.mark_canceled(batch_id)
+    for job in app.state.batches.batches.jobs(batch):
+        if job is None or job.status.terminal:
+            continue
+        with contextlib.suppress(InvalidTransition):  # it ended meanwhile
+            store.end(
+                job.id, JobState.CANCELED, "canceled", f"batch {batch_id} canceled at the user's request"
+            )
+    return batch_view(app, _owned(app, batch_id, owner))
+
+
+_BODY_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"type": "array", "items": {"type": "object"}},
+                        {
+                            "type": "object",
+                            "properties": {
+                                "defaults": {"type": "object"},
+                                "requests": {"type": "array", "items": {"type": "object"}},
+                            },
+                            "required": ["requests"],
+                        },
+                    ]
+                }
+            },
+            "application/x-ndjson": {"schema": {"type": "string", "description": "one request per line"}},
+        },
+    }
+}
+
+
+def install_batch_routes(app: FastAPI) -> None:
+    """The batch routes, and the listener that writes manifests for jobs this process ends."""
+    app.state.batches = BatchTracker.attach(app.state.store, app.state.storage)
+
+    @app.exception_handler(BatchRejected)
+    async def on_rejected(_: Request, exc: BatchRejected) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status_code)
+
+    @app.post("/v1/batches", status_code=202, openapi_extra=_BODY_DOC)
+    async def submit(
+        request: Request,
+        owner: Owner,
+        defaults: Annotated[
+            str | None, Query(description="JSON object of request fields every line starts from")
+        ] = None,
+    ) -> BatchView:
+        """Validate every line (schema, then routing), then create one job per line."""
+        content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        items, merged_defaults = _parse_body(content_type, await request.body(), defaults)
+        return await run_in_threadpool(submit_batch, app, owner, items, merged_defaults)
+
+    @app.get("/v1/batches/{batch_id}")
+    def get_batch(batch_id: str, owner: Owner) -> BatchView:
+        return batch_view(app, _owned(app, batch_id, owner))
+
+    @app.post("/v1/batches/{batch_id}/cancel")
+    def cancel(batch_id: str, owner: Owner) -> BatchView:
+        """Cancel every job of the batch not yet finished; finished ones are left as they are."""
+        return cancel_batch(app, batch_id, owner)
