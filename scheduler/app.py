@@ -11,14 +11,18 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 
 from scheduler.auth import owner_of
+from scheduler.batches import install_batch_routes
+from scheduler.idempotency import HEADER as IDEMPOTENCY_HEADER
+from scheduler.idempotency import IdempotencyStore, wait_for_job
 from scheduler.runtime import install_runtime_routes
-from scheduler.submission import create_job
+from scheduler.submission import accept_job, create_job, plan_job
 from scheduler.views import job_view
+from scheduler.webhook_routes import install_webhook_routes
 from shared.broker import make_celery, restore_unacked
 from shared.catalog import MODEL_SLUG
 from shared.errors import AlreadyFinished, InvalidTransition, NotFound, ReelForgeError
@@ -27,6 +31,7 @@ from shared.jobstore import JobStore
 from shared.schemas import FieldRuleError, InferenceRequest, JobPage, JobView
 from shared.settings import Settings, get_settings
 from shared.storage import LocalStorage, make_storage
+from shared.webhooks import make_emitter
 
 log = logging.getLogger(__name__)
 Owner = Annotated[str, Depends(owner_of)]
@@ -38,6 +43,8 @@ def sweep(app: FastAPI) -> None:
         for job_id in app.state.store.expire_overdue(pool.queue):
             log.info("job %s expired before it started", job_id)
     restore_unacked(app.state.celery)
+    if isinstance(app.state.storage, LocalStorage):
+        app.state.storage.delete_older_than(app.state.settings.retention_days)
 
 
 def _sweep_forever(app: FastAPI, stop: threading.Event) -> None:
@@ -73,8 +80,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = JobStore.from_url(settings.redis_url, settings.job_ttl_s, settings.max_attempts)
     app.state.celery = make_celery(settings)
     app.state.storage = make_storage(settings)
+    # Cancel and expiry happen here: their webhooks are enqueued from here too.
+    app.state.store.listeners.append(
+        make_emitter(app.state.celery, settings, client=app.state.store.r, storage=app.state.storage)
+    )
+    app.state.idempotency = IdempotencyStore(app.state.store.r, settings.idempotency_ttl_s)
     _install_error_handlers(app)
     install_runtime_routes(app)
+    install_webhook_routes(app)
+    install_batch_routes(app)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -89,8 +103,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"status": "ready", "redis": "ok"})
 
     @app.post(f"/v1/inference/{MODEL_SLUG}", status_code=202)
-    def submit(body: InferenceRequest, owner: Owner) -> JobView:
-        return job_view(app, create_job(app, owner, body))
+    def submit(
+        body: InferenceRequest,
+        owner: Owner,
+        response: Response,
+        idempotency_key: Annotated[str | None, Header(alias=IDEMPOTENCY_HEADER)] = None,
+    ) -> JobView:
+        """202 with a new job; 200 with the same job when an `Idempotency-Key` is replayed."""
+        if idempotency_key is None:
+            return job_view(app, create_job(app, owner, body))
+        store: JobStore = app.state.store
+        job = plan_job(app, owner, body)
+        held = app.state.idempotency.reserve(owner, idempotency_key, body, job.id)
+        if held.new:
+            try:
+                return job_view(app, accept_job(app, job))
+            finally:
+                if store.get(job.id) is None:
+                    app.state.idempotency.release(owner, idempotency_key)
+        wait_for_job(lambda job_id: store.get(job_id) is not None, held.job_id)
+        response.status_code = 200
+        return job_view(app, store.require(held.job_id))
 
     @app.get("/v1/jobs/{job_id}")
     def get_job(job_id: str, owner: Owner) -> JobView:

@@ -4,6 +4,7 @@ reelforge dev [--port 8000]          Redis, storage, API, Flower and a CPU worke
 reelforge demo                       the stack, one job with a progress bar, the MP4's location
 reelforge submit --prompt ... | --file req.json
 reelforge wait JOB_ID [--output video.mp4]
+reelforge batch FILE.jsonl [--defaults JSON] [--output manifest.jsonl]
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from scheduler.client import ApiError, Client
 from scheduler.devstack import Stack, free_port
 from scheduler.supervisor import ManagedPool, Supervisor
 from shared.settings import get_settings
+from shared.storage import S3Storage
 
 # The catalog's example request, CPU-sized for the tiny-random model version.
 DEMO_REQUEST: dict[str, Any] = {
@@ -67,6 +69,7 @@ def start_stack(data_dir: Path, port: int, flower_port: int) -> tuple[Stack, str
         base = stack.start_api(port)
         flower = stack.start_flower(flower_port)
         stack.start_worker("cpu-worker")
+        stack.start_delivery()
         cpu_pools = [ManagedPool(p) for p in settings.pools if p.gpu_type == "CPU"]
         local = settings.model_copy(update={"redis_url": stack.env["REELFORGE_REDIS_URL"]})
         supervisor = Supervisor(stack, local, cpu_pools).start()
@@ -88,7 +91,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     try:
         while not stopped.wait(1.0):
             for name, proc in stack.procs.items():
-                if name in ("redis", "api", "flower") and proc.poll() is not None:
+                if name in ("redis", "api", "flower", "delivery") and proc.poll() is not None:
                     print(f"{name} exited with code {proc.returncode}; stopping", file=sys.stderr)
                     stopped.set()
     except KeyboardInterrupt:
@@ -158,6 +161,62 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_storage_lifecycle(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    if settings.storage_backend != "s3":
+        print("REELFORGE_STORAGE_BACKEND is not s3: the local store is swept by the API", file=sys.stderr)
+        return 2
+    days = args.days or settings.retention_days
+    config = S3Storage(settings).apply_lifecycle(days)
+    print(json.dumps(config, indent=2))
+    return 0
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    """Submit a JSONL file as one batch, follow it with a progress bar, write its manifest."""
+    try:
+        defaults = json.loads(args.defaults) if args.defaults else None
+    except json.JSONDecodeError as exc:
+        print(f"--defaults: not valid JSON: {exc}", file=sys.stderr)
+        return 2
+    client = _client(args)
+    try:
+        batch = client.submit_batch_jsonl(Path(args.file).read_bytes(), defaults)
+    except ApiError as exc:
+        error = exc.body.get("error", {}) if isinstance(exc.body, dict) else {}
+        print(f"HTTP {exc.status}: {error.get('message', exc)}", file=sys.stderr)
+        for problem in error.get("errors", [])[1:]:
+            print(f"  {problem['message']}", file=sys.stderr)
+        return 2
+    print(f"batch {batch['id']}: {batch['total']} jobs", file=sys.stderr)
+    bar = tqdm(total=batch["total"], unit="job", desc=batch["id"][:8], dynamic_ncols=True)
+
+    def on_update(current: dict[str, Any]) -> None:
+        counts = current["counts"]
+        bar.n = current["total"] - counts["queued"] - counts["running"]
+        bar.set_postfix_str(" ".join(f"{k}={v}" for k, v in counts.items() if v))
+        bar.refresh()
+
+    try:
+        batch = client.wait_batch(batch["id"], on_update, poll_s=args.poll_s)
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"stopped following; batch {batch['id']} keeps running", file=sys.stderr)
+        return 130
+    bar.close()
+    manifest = batch["manifest"]
+    target = Path(args.output) if args.output else Path(f"{batch['id']}.manifest.jsonl")
+    client.download(manifest["url"], target)
+    counts = batch["counts"]
+    print(f"manifest: {target.resolve()} ({manifest['lines']} lines; storage key {manifest['storage_key']})")
+    print(
+        f"video links in it expire at {manifest['video_urls_expire_at']}; "
+        "each line's storage_key stays valid, and GET /v1/jobs/ID signs a fresh link"
+    )
+    print(" ".join(f"{k}={v}" for k, v in counts.items() if v))
+    return 0 if counts["succeeded"] == batch["total"] else 1
+
+
 def cmd_wait(args: argparse.Namespace) -> int:
     return wait_with_bar(_client(args), args.job_id, Path(args.output) if args.output else None)
 
@@ -193,6 +252,17 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("width", "height", "num-frames", "seed", "num-inference-steps", "fps"):
         submit.add_argument(f"--{name}", dest=name.replace("-", "_"), type=int)
     submit.set_defaults(func=cmd_submit)
+
+    lifecycle = sub.add_parser("storage-lifecycle", help="apply the retention rule to the S3 bucket")
+    lifecycle.add_argument("--days", type=int, help="default: REELFORGE_RETENTION_DAYS")
+    lifecycle.set_defaults(func=cmd_storage_lifecycle)
+
+    batch = sub.add_parser("batch", parents=[api], help="submit a JSONL file as a batch; write its manifest")
+    batch.add_argument("file", help="JSONL: one request per line")
+    batch.add_argument("--defaults", help="JSON object of fields every line starts from")
+    batch.add_argument("--output", help="where to write the manifest (default: BATCH_ID.manifest.jsonl)")
+    batch.add_argument("--poll-s", dest="poll_s", type=float, default=1.0, help=argparse.SUPPRESS)
+    batch.set_defaults(func=cmd_batch)
 
     wait = sub.add_parser("wait", parents=[api], help="progress bar until done, then download the MP4")
     wait.add_argument("job_id")

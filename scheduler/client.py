@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -55,6 +56,45 @@ class Client:
                 return job
             if time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} still {job['status']} after {timeout_s:.0f}s")
+            time.sleep(poll_s)
+
+    def submit_batch(
+        self, requests: list[dict[str, Any]], defaults: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """A batch from request objects (each starts from `defaults`)."""
+        body = {"defaults": defaults or {}, "requests": requests}
+        return self._json(self.http.post("/v1/batches", json=body))
+
+    def submit_batch_jsonl(
+        self, jsonl: str | bytes, defaults: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """A batch from a JSONL document, one request per line."""
+        params = {"defaults": json.dumps(defaults)} if defaults else None
+        headers = {"Content-Type": "application/x-ndjson"}
+        return self._json(self.http.post("/v1/batches", content=jsonl, params=params, headers=headers))
+
+    def batch(self, batch_id: str) -> dict[str, Any]:
+        return self._json(self.http.get(f"/v1/batches/{batch_id}"))
+
+    def cancel_batch(self, batch_id: str) -> dict[str, Any]:
+        return self._json(self.http.post(f"/v1/batches/{batch_id}/cancel"))
+
+    def wait_batch(
+        self,
+        batch_id: str,
+        on_update: Callable[[dict[str, Any]], None],
+        poll_s: float = 1.0,
+        timeout_s: float = 24 * 3600,
+    ) -> dict[str, Any]:
+        """Poll until every job has ended and the manifest is available."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            batch = self.batch(batch_id)
+            on_update(batch)
+            if batch["status"] == "completed":
+                return batch
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"batch {batch_id} still {batch['status']} after {timeout_s:.0f}s")
             time.sleep(poll_s)
 
     def download(self, url: str, path: Path) -> int:

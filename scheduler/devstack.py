@@ -89,12 +89,15 @@ class Stack:
         self.env["REELFORGE_REDIS_URL"] = url
         return url
 
-    def start_api(self, port: int) -> str:
+    def start_api(self, port: int, name: str = "api", extra_env: dict[str, str] | None = None) -> str:
+        """The API on `port`. The first one (`api`) also becomes the stack's public base URL; others
+        (with their own `extra_env`) serve the same Redis and storage."""
         base = f"http://127.0.0.1:{port}"
-        self.env.update(
-            REELFORGE_API_HOST="127.0.0.1", REELFORGE_API_PORT=str(port), REELFORGE_PUBLIC_BASE_URL=base
-        )
-        proc = self.spawn("api", [sys.executable, "-m", "scheduler"])
+        env = {"REELFORGE_API_HOST": "127.0.0.1", "REELFORGE_API_PORT": str(port)}
+        env["REELFORGE_PUBLIC_BASE_URL"] = base
+        if name == "api":
+            self.env.update(env)
+        proc = self.spawn(name, [sys.executable, "-m", "scheduler"], {**env, **(extra_env or {})})
         wait_until(lambda: httpx.get(f"{base}/readyz", timeout=2).status_code == 200, 30, "API", proc)
         return base
 
@@ -105,6 +108,18 @@ class Stack:
         client = redis.Redis.from_url(url)
         key = f"rf:worker:{name}@reelforge"
         wait_until(lambda: bool(client.exists(key)), 90, f"worker {name}", proc)
+        client.close()
+        return proc
+
+    def start_delivery(self, name: str = "delivery") -> subprocess.Popen:
+        """The webhook delivery worker (no torch): its own queue, threads for slow receivers."""
+        argv = [sys.executable, "-m", "celery", "-A", "scheduler.delivery", "worker"]
+        argv += ["-Q", "reelforge.webhooks", "-P", "threads", "-c", "8", "-n", f"{name}@reelforge"]
+        argv += ["--without-gossip", "--without-mingle"]
+        proc = self.spawn(name, argv)
+        client = redis.Redis.from_url(self.env["REELFORGE_REDIS_URL"])
+        key = f"rf:webhooks:consumer:{name}@reelforge"  # set by its poller once the worker is ready
+        wait_until(lambda: bool(client.exists(key)), 60, f"webhook delivery worker {name}", proc)
         client.close()
         return proc
 

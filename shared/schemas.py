@@ -174,13 +174,62 @@ class VideoResult(BaseModel):
     fps: int
     width: int
     height: int
+    poster_key: str | None = None
+    """First frame as JPEG, next to the MP4."""
+    sidecar_key: str | None = None
+    """JSON with everything needed to reproduce the video (parameters, seed, versions, timings)."""
     video_url: str | None = None
     video_url_expires_at: datetime | None = None
+    poster_url: str | None = None
+    sidecar_url: str | None = None
+    retained_until: datetime | None = None
+    """After this the files are deleted (retention) and no URL is handed out."""
 
 
 class JobError(BaseModel):
     code: str
     message: str
+
+
+class WebhookAttempt(BaseModel):
+    """One POST of a webhook delivery."""
+
+    at: datetime
+    status_code: int | None = None
+    """The receiver's HTTP status; none when no response came (connection error, timeout, refused)."""
+    latency_ms: float
+    error: str | None = None
+
+
+class WebhookDelivery(BaseModel):
+    """One event sent to the job's `webhook_url`, with every attempt made."""
+
+    id: str
+    """The `webhook-id` header: the same on every attempt (receivers deduplicate on it)."""
+    type: str
+    url: str
+    status: Literal["pending", "succeeded", "failed"]
+    created_at: datetime
+    next_attempt_at: datetime | None = None
+    attempts: list[WebhookAttempt] = Field(default_factory=list)
+
+
+class WebhookSecret(BaseModel):
+    """`GET /v1/webhooks/secret`: the API key's signing secret (Standard Webhooks `whsec_...`)."""
+
+    secret: str
+    created_at: datetime | None = None
+    previous_expires_at: datetime | None = None
+    """After a rotation the previous secret keeps signing (a second signature) until then."""
+
+
+class RotateSecretRequest(BaseModel):
+    """`POST /v1/webhooks/secret/rotate` (optional body)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    overlap_s: float | None = Field(None, ge=0, le=7 * 24 * 3600)
+    """How long the previous secret keeps signing (default: settings); 0 revokes it at once."""
 
 
 class JobLinks(BaseModel):
@@ -211,6 +260,10 @@ class JobView(BaseModel):
     error: JobError | None = None
     links: JobLinks
     request: dict[str, object]
+    webhooks: list[WebhookDelivery] = Field(default_factory=list)
+    """Deliveries to `webhook_url`, each with its attempts (time, status code, latency, error)."""
+    batch_id: str | None = None
+    """The batch it was submitted in (`GET /v1/batches/{id}`), if any."""
 
 
 class JobPage(BaseModel):

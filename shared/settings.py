@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, IPvAnyNetwork, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = {"", "changeme", "dev-signing-secret", "rf-dev-key"}
@@ -65,8 +65,13 @@ class Settings(BaseSettings):
     sweep_interval_s: float = 5.0
     """How often the API expires queued jobs past their start deadline."""
 
+    idempotency_ttl_s: int = 24 * 3600
+    """How long an `Idempotency-Key` is remembered (per API key)."""
+
     job_ttl_s: int = 30 * 24 * 3600
     """How long job records are kept in Redis after they are created."""
+    batch_max_requests: int = Field(1000, ge=1)
+    """Most requests one `POST /v1/batches` may carry; a larger batch is refused whole (422)."""
 
     pools: list[PoolConfig] = Field(default_factory=lambda: list(DEFAULT_POOLS))
     """GPU pools as JSON: `[{"gpu_type": "H200", "region": "eu-north2", "model_versions": [...]}]`."""
@@ -76,8 +81,33 @@ class Settings(BaseSettings):
     """Local-directory store (embedded stack): files served by the API through signed links."""
     signing_secret: str = "dev-signing-secret"
     """HMAC key for local-storage links."""
+    retention_days: int = 30
+    """Videos, posters, sidecars and manifests are kept this long after the job ends (S3: apply the
+    bucket lifecycle rule with `reelforge storage-lifecycle`; local: the API's sweeper deletes them)."""
     presign_expiry_s: int = 3600
     """Lifetime of every video URL handed out (S3 presigned or local signed)."""
+
+    webhook_allowed_networks: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
+    """CIDRs webhooks may reach although not public (comma-separated, e.g. `10.1.0.0/16`); loopback,
+    private, link-local and other non-public addresses are refused otherwise. Cloud metadata
+    addresses (169.254.169.254, fd00:ec2::254, ...) are refused always."""
+    webhook_timeout_s: float = 10.0
+    """Whole-attempt limit for one webhook POST (connect, send, response); past it: a retryable error."""
+    webhook_max_response_bytes: int = 64 * 1024
+    """At most this much of a receiver's response body is read; the connection is closed after it."""
+    webhook_retry_base_s: float = 5.0
+    """First retry delay; doubled per attempt, capped, with jitter (x0.5 to x1)."""
+    webhook_retry_max_delay_s: float = 3600.0
+    """Cap on one retry delay."""
+    webhook_retry_window_s: float = 8 * 3600.0
+    """Retries (connection errors, timeouts, 429, 5xx) stop once the next one would fall this long after
+    the event; the delivery then shows `failed`. Other 4xx and refused addresses are not retried."""
+    webhook_progress_interval_s: float = 1.0
+    """At most one `progress` webhook per job per this many seconds."""
+    webhook_secret_overlap_s: float = 24 * 3600.0
+    """After `POST /v1/webhooks/secret/rotate` the previous secret keeps signing this long."""
+    webhook_poll_interval_s: float = 1.0
+    """How often the delivery worker looks for retries that came due."""
 
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
@@ -102,12 +132,22 @@ class Settings(BaseSettings):
     """Hugging Face cache holding the real checkpoints (downloaded ahead of time; never at run time)."""
     sampler: Literal["fast", "pipeline"] = "fast"
     """`fast`: workers.sampler (exact, faster); `pipeline`: diffusers' own __call__."""
+    compile_blocks: bool = False
+    """With the fast sampler on CUDA, `torch.compile` the per-layer code (regional compilation).
+    Off by default: its gain has not been measured on a GPU yet (docs/perf.md)."""
 
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
             return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @field_validator("webhook_allowed_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [n.strip() for n in value.split(",") if n.strip()]
         return value
 
     @field_validator("pools", mode="before")

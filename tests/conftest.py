@@ -105,12 +105,20 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             REELFORGE_WORKER_HEARTBEAT_S="2",
             REELFORGE_SWEEP_INTERVAL_S="1",
             REELFORGE_PREWARM_TIMEOUT_S="60",
+            # Webhook receivers in the tests listen on 127.0.0.1; retries come within a second.
+            REELFORGE_WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8",
+            REELFORGE_WEBHOOK_RETRY_BASE_S="0.2",
+            REELFORGE_WEBHOOK_RETRY_MAX_DELAY_S="0.5",
+            REELFORGE_WEBHOOK_RETRY_WINDOW_S="4",
+            REELFORGE_WEBHOOK_POLL_INTERVAL_S="0.1",
+            REELFORGE_WEBHOOK_TIMEOUT_S="3",
         )
         live = Live(stack, "", s3_endpoint)
         live.s3().create_bucket(Bucket=BUCKET)
         stack.start_redis(free_port(), persist=False)
         live.base = stack.start_api(free_port())
         stack.start_worker("w-local")
+        stack.start_delivery()
         elastic = next(p for p in Settings(pools=POOLS).pools if p.region == "elastic")
         settings = Settings(redis_url=stack.env["REELFORGE_REDIS_URL"], visibility_timeout_s=4)
         live.supervisor = Supervisor(

@@ -23,12 +23,14 @@ from celery import Task
 from celery.exceptions import Reject
 from celery.signals import worker_ready, worker_shutdown
 
+from shared.batchstore import BatchTracker
 from shared.broker import GENERATE_TASK, WARMUP_TASK, GenerateMessage, WarmupMessage, make_celery
 from shared.errors import InvalidTransition
 from shared.fleet import Heartbeat
 from shared.jobstore import JobStore
 from shared.settings import get_settings
 from shared.storage import make_storage
+from shared.webhooks import make_emitter
 from workers.runner import JobRunner, PipelineHolder
 
 log = logging.getLogger(__name__)
@@ -62,7 +64,11 @@ def runtime(name: str) -> Runtime:
             device = settings.worker_device or ("cuda" if torch.cuda.is_available() else "cpu")
             store = JobStore.from_url(settings.redis_url, settings.job_ttl_s, settings.max_attempts)
             holder = PipelineHolder(device, settings.hf_home)
-            runner = JobRunner(settings, store, make_storage(settings), holder, name)
+            storage = make_storage(settings)
+            runner = JobRunner(settings, store, storage, holder, name)
+            BatchTracker.attach(store, storage)  # writes a batch's manifest when its last job ends here
+            # Job events become webhook deliveries on their own queue; none is sent from here.
+            store.listeners.append(make_emitter(app, settings, client=store.r, storage=storage))
             _runtime = Runtime(name, store, runner, holder)
         return _runtime
 

@@ -1,0 +1,93 @@
+"""The CLI as a user runs it: submit + wait against the test stack, and `reelforge dev` up and down."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import httpx
+import psutil
+import pytest
+
+from scheduler.devstack import free_port, wait_until
+from tests.conftest import KEY_A, SMALL_REQUEST, Live
+
+pytestmark = pytest.mark.integration
+
+
+def cli(live: Live, *args: str) -> subprocess.CompletedProcess:
+    argv = [sys.executable, "-m", "scheduler.cli", *args]
+    env = os.environ | {"REELFORGE_API_BASE": live.base, "REELFORGE_API_KEY": KEY_A}
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_submit_from_file_and_flags_then_wait_downloads(live: Live, tmp_path: Path) -> None:
+    request = tmp_path / "req.json"
+    request.write_text(json.dumps(SMALL_REQUEST))
+    submitted = cli(live, "submit", "--file", str(request), "--seed", "12", "--fps", "8")
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.strip()
+    out = tmp_path / "v.mp4"
+    waited = cli(live, "wait", job_id, "--output", str(out))
+    assert waited.returncode == 0, waited.stderr
+    assert f"video: {out}" in waited.stdout
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert (float(stream.average_rate), stream.width) == (8.0, 48)
+    with httpx.Client(base_url=live.base, headers={"Authorization": f"Bearer {KEY_A}"}) as api:
+        assert api.get(f"/v1/jobs/{job_id}").json()["request"]["seed"] == 12
+
+
+def test_submit_reports_validation_errors(live: Live) -> None:
+    bad = cli(live, "submit", "--prompt", "x", "--model-version", "tiny-random", "--width", "40")
+    assert bad.returncode == 2 and "width" in bad.stderr and "multiple of 16" in bad.stderr
+
+
+def test_job_records_outlive_the_api_process(live: Live) -> None:
+    flags = [
+        "--prompt",
+        "a lighthouse",
+        "--model-version",
+        "tiny-random",
+        "--region",
+        "local",
+        "--width",
+        "32",
+    ]
+    job_id = cli(live, "submit", *flags, "--height", "16", "--num-frames", "17").stdout.strip()
+    other = live.stack.start_api(free_port(), name="api-second")
+    try:
+        seen = httpx.get(f"{other}/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {KEY_A}"})
+        assert seen.status_code == 200 and seen.json()["request"]["prompt"] == "a lighthouse"
+    finally:
+        live.stack.kill("api-second")
+
+
+def test_dev_stack_starts_and_ctrl_c_leaves_nothing_running(tmp_path: Path) -> None:
+    port, flower = free_port(), free_port()
+    argv = [sys.executable, "-m", "scheduler.cli", "dev", "--port", str(port), "--flower-port", str(flower)]
+    proc = subprocess.Popen([*argv, "--data-dir", str(tmp_path / "data")], stdout=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200, 90, "dev API")
+        wait_until(
+            lambda: httpx.get(f"http://127.0.0.1:{flower}/healthcheck").status_code == 200, 60, "Flower"
+        )
+        deadline = time.monotonic() + 90
+        while "Ctrl-C" not in (line := proc.stdout.readline() if proc.stdout else ""):
+            assert line and time.monotonic() < deadline
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) >= 4  # redis, API, Flower, worker
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+        time.sleep(0.5)
+        assert [c.pid for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE] == []
+        assert (tmp_path / "data" / "redis" / "appendonlydir").is_dir()  # persisted under the data folder
+    finally:
+        if proc.poll() is None:
+            proc.kill()
