@@ -25,11 +25,11 @@ from urllib.parse import urlsplit
 import redis
 from celery import Celery
 
-from shared.catalog import MODEL_SLUG
 from shared.jobs import JobRecord, JobState, now
-from shared.schemas import JobLinks, JobView, WebhookDelivery, WebhookSecret
+from shared.schemas import WebhookDelivery, WebhookSecret
 from shared.settings import Settings
 from shared.storage import Storage, make_storage
+from shared.views import render_job
 
 log = logging.getLogger(__name__)
 
@@ -337,40 +337,8 @@ def event_for(job: JobRecord, before: JobState) -> EventName | None:
 
 
 def job_data(job: JobRecord, settings: Settings, storage: Storage) -> dict[str, Any]:
-    """The job as `GET /v1/jobs/{id}` shows it, with a freshly signed video link."""
-    base = settings.public_base_url.rstrip("/")
-    result = job.result
-    if result is not None:
-        url, expires = storage.url(result.storage_key)
-        update: dict[str, Any] = {"video_url": url, "video_url_expires_at": expires}
-        for name in ("poster", "sidecar"):  # companions of the video, where the result has them
-            key = getattr(result, f"{name}_key", None)
-            if key and f"{name}_url" in type(result).model_fields:
-                update[f"{name}_url"] = storage.url(key)[0]
-        result = result.model_copy(update=update)
-    view = JobView(
-        id=job.id,
-        status=job.status.value,
-        model=str(job.request.get("model", MODEL_SLUG)),
-        model_version=str(job.request["model_version"]),
-        gpu_type=job.gpu_type,
-        region=job.region,
-        worker=job.worker,
-        attempts=job.attempts,
-        progress=job.progress,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        start_deadline_at=job.start_deadline_at,
-        timeout_s=job.timeout_s,
-        timings=job.timings,
-        result=result,
-        error=job.error,
-        links=JobLinks(self=f"{base}/v1/jobs/{job.id}", video=result.video_url if result else None),
-        request=job.request,
-        batch_id=job.batch_id,
-    )
-    return view.model_dump(mode="json", exclude={"webhooks"})
+    """The job as `GET /v1/jobs/{id}` shows it, with freshly signed links."""
+    return render_job(job, settings, storage).model_dump(mode="json", exclude={"webhooks"})
 
 
 def make_emitter(
