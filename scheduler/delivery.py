@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import logging
 import random
 import socket
@@ -28,6 +29,8 @@ from shared.broker import make_celery
 from shared.jobs import now
 from shared.schemas import WebhookAttempt
 from shared.settings import Settings, get_settings
+from shared.storage import make_storage
+from shared.views import resign_links
 from shared.webhooks import (
     DELIVER_TASK,
     WEBHOOK_QUEUE,
@@ -173,6 +176,15 @@ class Deliverer:
         self.deliveries = DeliveryStore(self.r, settings.job_ttl_s)
         self.secrets = SecretStore(self.r, settings.webhook_secret_overlap_s)
         self.rand = random.random
+        self.storage = make_storage(settings)
+
+    def fresh_body(self, body: str) -> bytes:
+        """The event as recorded, with its video links signed again: a retry hours later must not
+        hand out a link that has expired. Everything else stays as it was at the event."""
+        event = json.loads(body)
+        if isinstance(event.get("data"), dict):
+            event["data"] = resign_links(event["data"], self.storage)
+        return json.dumps(event, separators=(",", ":")).encode()
 
     def attempt(self, job_id: str, delivery_id: str, attempt: int) -> None:
         """Make attempt number `attempt` of a delivery, unless it was made or the delivery ended."""
@@ -186,7 +198,7 @@ class Deliverer:
                 return
             if len(d.attempts) != attempt - 1:
                 return  # a duplicate task: this attempt was made already
-            body = d.body.encode()
+            body = self.fresh_body(d.body)
             headers = signed_headers(self.secrets.signing_secrets(d.owner), d.id, int(time.time()), body)
             started_at, t0 = now(), time.perf_counter()
             outcome = post(
