@@ -7,6 +7,7 @@ in `shared.fleet`; a target with no runs says so.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query
@@ -210,17 +211,13 @@ def install_runtime_routes(app: FastAPI) -> None:
         _check_slug(slug)
         _check_version(model_version, "model_version")
         f = fleet()
-        rows = [
-            target_stats(p, f.samples(model_version, p.queue), f.cold_starts_s(model_version, p.queue))
-            for p in _targets(settings, f, model_version, gpu_type, region)
-        ]
-        status_counts: dict[str, int] = {}
-        failures: dict[str, int] = {}
-        for p, row in zip(_targets(settings, f, model_version, gpu_type, region), rows, strict=True):
-            status_counts[row.status] = status_counts.get(row.status, 0) + 1
-            for s in f.samples(model_version, p.queue):
-                if s.status == "failed":
-                    failures[s.code or "internal"] = failures.get(s.code or "internal", 0) + 1
+        pools = _targets(settings, f, model_version, gpu_type, region)
+        samples = {p.queue: f.samples(model_version, p.queue) for p in pools}
+        rows = [target_stats(p, samples[p.queue], f.cold_starts_s(model_version, p.queue)) for p in pools]
+        status_counts = dict(Counter(r.status for r in rows))
+        failures = dict(
+            Counter(s.code or "internal" for p in pools for s in samples[p.queue] if s.status == "failed")
+        )
         supported = sum(1 for r in rows if r.status == "works")
         filters = {
             k: v
