@@ -89,5 +89,14 @@ def test_dev_stack_starts_and_ctrl_c_leaves_nothing_running(tmp_path: Path) -> N
         assert [c.pid for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE] == []
         assert (tmp_path / "data" / "redis" / "appendonlydir").is_dir()  # persisted under the data folder
     finally:
+        # On a failure above, stop the stack as a user would, then anything it left behind.
         if proc.poll() is None:
-            proc.kill()
+            leftovers = psutil.Process(proc.pid).children(recursive=True)
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            for child in leftovers:
+                if child.is_running():
+                    child.kill()
