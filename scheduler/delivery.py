@@ -30,19 +30,16 @@ from shared.jobs import now
 from shared.schemas import WebhookAttempt
 from shared.settings import Settings, get_settings
 from shared.storage import make_storage
+from shared.urlsafety import Resolver, UnsafeURL, resolve_checked, split_url
 from shared.views import resign_links
 from shared.webhooks import (
     DELIVER_TASK,
     WEBHOOK_QUEUE,
     DeliveryStore,
-    Resolver,
     SecretStore,
-    UnsafeURL,
     lease_s,
     next_attempt_at,
-    resolve_checked,
     signed_headers,
-    split_url,
 )
 
 log = logging.getLogger(__name__)

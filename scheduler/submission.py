@@ -17,7 +17,7 @@ from shared.errors import InvalidInput, Unavailable
 from shared.jobs import JobRecord, JobState, now
 from shared.jobstore import JobStore
 from shared.schemas import InferenceRequest
-from shared.webhooks import UnsafeURL, check_url
+from shared.urlsafety import UnsafeURL, check_url
 
 
 def create_job(app: FastAPI, owner: str, body: InferenceRequest, batch_id: str | None = None) -> JobRecord:

@@ -25,11 +25,9 @@ from scheduler.delivery import post
 from shared.jobs import JobRecord, JobState, now
 from shared.schemas import Progress
 from shared.settings import Settings
+from shared.urlsafety import UnsafeURL, address_problem, check_url
 from shared.webhooks import (
     SECRET_PREFIX,
-    UnsafeURL,
-    address_problem,
-    check_url,
     event_for,
     new_secret,
     next_attempt_at,
