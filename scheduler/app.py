@@ -28,7 +28,7 @@ from shared.catalog import MODEL_SLUG
 from shared.errors import AlreadyFinished, InvalidTransition, NotFound, ReelForgeError
 from shared.jobs import JobState
 from shared.jobstore import JobStore
-from shared.schemas import FieldRuleError, InferenceRequest, JobPage, JobView
+from shared.schemas import FieldRuleError, InferenceRequest, JobPage, JobView, describe_error
 from shared.settings import Settings, get_settings
 from shared.storage import LocalStorage, make_storage
 from shared.webhooks import make_emitter
@@ -199,24 +199,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [_describe(e) for e in exc.errors()]
+        errors = [dict(zip(("field", "rule"), describe_error(e), strict=True)) for e in exc.errors()]
         first = errors[0]
         return JSONResponse(
             _error_body("invalid_input", f"{first['field']}: {first['rule']}", first["field"], errors=errors),
             status_code=422,
         )
-
-
-def _describe(err: dict[str, Any]) -> dict[str, str]:
-    """One pydantic error as {field, rule}, with model-level rules attributed to their field."""
-    cause = (err.get("ctx") or {}).get("error")
-    if isinstance(cause, FieldRuleError):
-        return {"field": cause.field, "rule": cause.rule}
-    loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
-    field = ".".join(loc) or "body"
-    if err.get("type") == "extra_forbidden":
-        return {"field": field, "rule": "unknown field; not part of the request schema"}
-    if err.get("type") == "missing":
-        return {"field": field, "rule": "is required"}
-    msg = str(err.get("msg", "invalid"))
-    return {"field": field, "rule": msg.removeprefix("Value error, ")}

@@ -28,7 +28,7 @@ from scheduler.submission import Signals, accept_job, plan_job
 from shared.batchstore import BatchRecord, BatchStore, BatchTracker
 from shared.errors import InvalidTransition, NotFound, ReelForgeError
 from shared.jobs import JobRecord, JobState
-from shared.schemas import FieldRuleError, InferenceRequest
+from shared.schemas import InferenceRequest, describe_error
 
 log = logging.getLogger(__name__)
 Owner = Annotated[str, Depends(owner_of)]
@@ -117,20 +117,6 @@ def _problem(
 
 def _refuse(rule: str, field: str | None = None, status_code: int = 422) -> BatchRejected:
     return BatchRejected([_problem(rule, field=field)], status_code)
-
-
-def _describe(err: Any) -> tuple[str, str]:
-    """One pydantic error as (field, rule), model-level rules attributed to their field (as for
-    single submissions)."""
-    cause = (err.get("ctx") or {}).get("error")
-    if isinstance(cause, FieldRuleError):
-        return cause.field, cause.rule
-    field = ".".join(str(p) for p in err.get("loc", ())) or "body"
-    if err.get("type") == "extra_forbidden":
-        return field, "unknown field; not part of the request schema"
-    if err.get("type") == "missing":
-        return field, "is required"
-    return field, str(err.get("msg", "invalid")).removeprefix("Value error, ")
 
 
 # Parsing: the body's forms to (line, object) pairs and defaults.
@@ -228,7 +214,7 @@ def plan_batch(
         try:
             body = InferenceRequest.model_validate(defaults | item)
         except ValidationError as exc:
-            field, rule = _describe(exc.errors()[0])
+            field, rule = describe_error(exc.errors()[0])
             problems.append(_problem(rule, line=line, field=field))
             continue
         try:

@@ -6,7 +6,7 @@ Every rule is a 422 naming the field and the rule; nothing is silently corrected
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -152,6 +152,20 @@ class FieldRuleError(ValueError):
 
 def _field_error(field: str, rule: str) -> FieldRuleError:
     return FieldRuleError(field, rule)
+
+
+def describe_error(err: Any) -> tuple[str, str]:
+    """One pydantic error as (field, rule), with model-level rules attributed to their field."""
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, FieldRuleError):
+        return cause.field, cause.rule
+    loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
+    field = ".".join(loc) or "body"
+    if err.get("type") == "extra_forbidden":
+        return field, "unknown field; not part of the request schema"
+    if err.get("type") == "missing":
+        return field, "is required"
+    return field, str(err.get("msg", "invalid")).removeprefix("Value error, ")
 
 
 class Progress(BaseModel):
