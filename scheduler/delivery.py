@@ -11,6 +11,7 @@ attempt number travels with the task, so a duplicate task finds its attempt alre
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import http.client
 import json
 import logging
@@ -54,6 +55,8 @@ class Outcome:
     status_code: int | None
     error: str | None
     retryable: bool
+    retry_after_s: float | None = None
+    """The receiver's `Retry-After` (429/503), in seconds."""
 
     @property
     def ok(self) -> bool:
@@ -142,6 +145,7 @@ def post(
                 break
             received += len(chunk)
         status, location = resp.status, resp.getheader("location")
+        retry_after = parse_retry_after(resp.getheader("retry-after"))
     except UnsafeURL as exc:
         return Outcome(None, f"refused: {exc.rule}", retryable=False)
     except (OSError, http.client.HTTPException) as exc:
@@ -155,7 +159,24 @@ def post(
         return Outcome(status, None, retryable=False)
     if 300 <= status < 400:
         return Outcome(status, f"redirect to {(location or '?')[:200]} not followed", retryable=False)
-    return Outcome(status, f"HTTP {status}", retryable=status == 429 or status >= 500)
+    return Outcome(
+        status, f"HTTP {status}", retryable=status == 429 or status >= 500, retry_after_s=retry_after
+    )
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """`Retry-After` as seconds from now: delay-seconds or an HTTP date; None when absent or bad."""
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - now()).total_seconds())
 
 
 def _abort(conn: http.client.HTTPConnection, cut: threading.Event) -> None:
@@ -217,7 +238,7 @@ class Deliverer:
             if outcome.ok:
                 d.status = "succeeded"
             elif outcome.retryable and (
-                at := next_attempt_at(self.settings, d.created_at, attempt, self.rand)
+                at := next_attempt_at(self.settings, d.created_at, attempt, self.rand, outcome.retry_after_s)
             ):
                 d.next_attempt_at = at
                 due = at.timestamp()

@@ -292,10 +292,18 @@ def retry_delay(settings: Settings, attempts_made: int, rand: Callable[[], float
 
 
 def next_attempt_at(
-    settings: Settings, created_at: datetime, attempts_made: int, rand: Callable[[], float]
+    settings: Settings,
+    created_at: datetime,
+    attempts_made: int,
+    rand: Callable[[], float],
+    retry_after_s: float | None = None,
 ) -> datetime | None:
-    """When to try again, or None when that would fall past the retry window."""
-    at = now() + timedelta(seconds=retry_delay(settings, attempts_made, rand))
+    """When to try again, or None when that would fall past the retry window. A receiver's
+    `Retry-After` is honoured when longer than the backoff, up to the longest backoff step."""
+    delay = retry_delay(settings, attempts_made, rand)
+    if retry_after_s is not None:
+        delay = max(delay, min(retry_after_s, settings.webhook_retry_max_delay_s))
+    at = now() + timedelta(seconds=delay)
     if at > created_at.astimezone(UTC) + timedelta(seconds=settings.webhook_retry_window_s):
         return None
     return at

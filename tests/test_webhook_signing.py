@@ -21,7 +21,7 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from scheduler.delivery import post
+from scheduler.delivery import parse_retry_after, post
 from shared.jobs import JobRecord, JobState, now
 from shared.schemas import Progress
 from shared.settings import Settings
@@ -205,6 +205,11 @@ class Receiver:
                     except OSError:
                         pass
                     receiver.written[self.path] = sent
+                elif self.path.startswith("/retry-after/"):
+                    self.send_response(429)
+                    self.send_header("Retry-After", self.path.removeprefix("/retry-after/"))
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
                 elif self.path == "/slow":
                     time.sleep(3)
                     self.send_response(200)
@@ -305,6 +310,19 @@ def test_backoff_doubles_with_jitter_and_is_capped() -> None:
     assert [retry_delay(s, n, lambda: 1.0) for n in (1, 2, 3, 4, 5)] == [5, 10, 20, 40, 60]
     assert retry_delay(s, 3, lambda: 0.0) == 10  # jitter: half to all of the step
     assert retry_delay(s, 30, lambda: 1.0) == 60
+
+
+def test_retry_after_is_read_and_honoured_up_to_the_cap(receiver: Receiver) -> None:
+    out = _post(f"http://127.0.0.1:{receiver.port}/retry-after/30")
+    assert (out.status_code, out.retryable, out.retry_after_s) == (429, True, 30.0)
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # a date in the past: now
+    assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+    s = Settings(webhook_retry_base_s=1, webhook_retry_max_delay_s=60, webhook_retry_window_s=3600)
+    t0 = now()
+    waited = (next_attempt_at(s, t0, 1, lambda: 1.0, retry_after_s=30) - t0).total_seconds()  # type: ignore[operator]
+    assert 30 <= waited < 31
+    capped = (next_attempt_at(s, t0, 1, lambda: 1.0, retry_after_s=9999) - t0).total_seconds()  # type: ignore[operator]
+    assert 60 <= capped < 61
 
 
 def test_retries_stop_at_the_window() -> None:
