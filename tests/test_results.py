@@ -51,15 +51,13 @@ def test_poster_and_sidecar_reproduce_the_video(api: httpx.Client) -> None:
     assert meta["timings"]["model_s"] > 0 and meta["output"]["frames"] == 17
     assert (meta["gpu_type"], meta["region"], meta["worker"]) == ("CPU", "local", done["worker"])
 
-    # Resubmitting what the sidecar recorded gives the same video. The generated frames are equal
-    # (tests/test_runner.py checks that exactly); H.264 encoding was seen to differ by a few levels.
-    again = frames_of(
-        httpx.get(
-            wait_job(api, api.post(ROUTE, json=meta["request"]).json()["id"])["result"]["video_url"]
-        ).content
-    )
-    diff = np.abs(again.astype(int) - video.astype(int))
-    assert again.shape == video.shape and diff.mean() < 0.5 and diff.max() <= 8
+    # Resubmitting what the sidecar recorded generates the same frames (their SHA-256 is in the
+    # sidecar). The MP4s can still differ slightly: x264 was seen to vary at tiny frame sizes.
+    again = wait_job(api, api.post(ROUTE, json=meta["request"]).json()["id"])["result"]
+    again_meta = httpx.get(again["sidecar_url"]).json()
+    assert again_meta["output"]["frames_sha256"] == meta["output"]["frames_sha256"]
+    decoded = frames_of(httpx.get(again["video_url"]).content)
+    assert decoded.shape == video.shape and np.abs(decoded.astype(int) - video.astype(int)).mean() < 1
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ overwrites rather than duplicates."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import tempfile
@@ -74,7 +75,9 @@ def publish(
         t1 = time.perf_counter()
         size = storage.put_file(video_key(job.id), video, "video/mp4")
         storage.put_file(poster_key(job.id), poster, "image/jpeg")
-        meta = meta | {"output": meta["output"] | {"frames": int(frames.shape[0]), "bytes": size}}
+        digest = hashlib.sha256(to_uint8(frames).tobytes()).hexdigest()
+        output = {"frames": int(frames.shape[0]), "bytes": size, "frames_sha256": digest}
+        meta = meta | {"output": meta["output"] | output}
         side.write_text(json.dumps(meta, indent=2))
         storage.put_file(sidecar_key(job.id), side, "application/json")
         t2 = time.perf_counter()
