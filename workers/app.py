@@ -48,7 +48,9 @@ class Runtime:
     holder: PipelineHolder
     stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    busy: bool = False
+    active: int = 0
+    """Tasks (and the preload) in progress: a count, since the preload and a task can overlap."""
+    tasks_started: int = 0
     stopping: bool = False
     last_activity: float = field(default_factory=time.monotonic)
 
@@ -80,7 +82,7 @@ def heartbeat(rt: Runtime) -> Heartbeat:
     elif not holder.is_loaded:
         state = "starting"
     else:
-        state = "busy" if rt.busy else "warm"
+        state = "busy" if rt.active else "warm"
     return Heartbeat(
         worker=rt.name,
         queue=settings.worker_queue,
@@ -100,7 +102,7 @@ def idle_expired(rt: Runtime) -> bool:
     """Decide, under the task lock, whether to stop; once True no new task will start here."""
     with rt.lock:
         idle_for = time.monotonic() - rt.last_activity
-        if rt.busy or rt.stopping or idle_for < settings.worker_idle_timeout_s:
+        if rt.active or rt.runner.current_job or rt.stopping or idle_for < settings.worker_idle_timeout_s:
             return False
         if rt.store.fleet.keep_warm(settings.worker_queue):
             return False
@@ -157,10 +159,10 @@ def _preload(rt: Runtime) -> None:
     # Load at start, off the consumer thread, so the cold start is paid before the first request;
     # a task arriving meanwhile waits on the holder's lock.
     version = preload_version(rt)
-    if version is None:
-        return
+    if version is None or rt.tasks_started:
+        return  # a task got here first: it loads what it needs, and two models must not share a GPU
     try:
-        with Activity(rt):
+        with Activity(rt, task=False):
             rt.runner.warm(version)
             if rt.store.fleet.prewarm_version(settings.worker_queue) == version:
                 rt.store.fleet.clear_prewarm(settings.worker_queue)
@@ -185,20 +187,22 @@ def _on_shutdown(**_: Any) -> None:
 class Activity:
     """Marks the worker busy for one task, or rejects the task back to the queue when stopping."""
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, task: bool = True) -> None:
         self.rt = rt
+        self.task = task
 
     def __enter__(self) -> Runtime:
         with self.rt.lock:
             if self.rt.stopping:
                 raise Reject("worker is shutting down", requeue=True)
-            self.rt.busy = True
+            self.rt.active += 1
+            self.rt.tasks_started += self.task
         _publish_now(self.rt)
         return self.rt
 
     def __exit__(self, *_: object) -> None:
         with self.rt.lock:
-            self.rt.busy = False
+            self.rt.active -= 1
             self.rt.last_activity = time.monotonic()
         _publish_now(self.rt)
 
@@ -212,6 +216,13 @@ def generate(self: Task, job_id: str) -> None:
         except InvalidTransition as exc:
             # Another live worker holds this job (an early redelivery): look again once it may have died.
             raise self.retry(countdown=settings.worker_heartbeat_s, exc=exc) from exc
+        except Exception as exc:
+            # The job store itself failed (Redis unreachable): the runner records every job failure
+            # there, so only infrastructure errors get here. Acks-late does not cover exceptions (the
+            # message would be acked and the job left running), so run it again shortly; the same
+            # worker may reclaim its own job. The API's sweeper ends it if this keeps failing.
+            log.warning("job %s: job store unavailable (%s); retrying", job_id, exc)
+            raise self.retry(countdown=settings.worker_heartbeat_s, exc=exc, max_retries=30) from exc
 
 
 @app.task(name=WARMUP_TASK, bind=True)

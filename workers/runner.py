@@ -159,42 +159,48 @@ class JobRunner:
         if job is None:
             log.info("job %s already finished; redelivery ignored", job_id)
             return
-        req = InferenceRequest.model_validate(job.request)
         if job.status != JobState.RUNNING:
             log.warning("job %s ended %s before running: %s", job_id, job.status, job.error)
             if job.status == JobState.FAILED and job.error:
-                self._sample(job_id, req, "failed", job.error.code)
+                self._sample(job_id, str(job.request.get("model_version")), "failed", job.error.code)
             return
         self.current_job = job_id
-        started = time.perf_counter()
+        out_of_memory: str | None = None
         try:
-            self._execute(job, req, started)
+            req = InferenceRequest.model_validate(job.request)
+            self._execute(job, req)
         except InvalidTransition as exc:
             log.warning("job %s left this worker: %s", job_id, exc)
         except ReelForgeError as exc:
-            self._fail(job_id, req, exc.code, exc.message)
+            self._fail(job, exc.code, exc.message)
         except torch.cuda.OutOfMemoryError as exc:
-            # Free what the failed step held so the next job starts from a clean allocator.
+            out_of_memory = f"GPU out of memory: {exc}"
+        except Exception as exc:
+            log.exception("job %s failed", job_id)
+            self._fail(job, "internal", f"{type(exc).__name__}: {exc}")
+        finally:
+            self.current_job = None
+        if out_of_memory is not None:
+            # Outside the handler, so the traceback no longer pins the failed step's tensors: free
+            # them for real before the next job.
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            self._fail(job_id, req, "out_of_memory", f"GPU out of memory: {exc}")
-        except Exception as exc:
-            log.exception("job %s failed", job_id)
-            self._fail(job_id, req, "internal", f"{type(exc).__name__}: {exc}")
-        finally:
-            self.current_job = None
+            self._fail(job, "out_of_memory", out_of_memory)
 
-    def _execute(self, job: JobRecord, req: InferenceRequest, started: float) -> None:
+    def _execute(self, job: JobRecord, req: InferenceRequest) -> None:
         job_id = job.id
         timeout_s = job.timeout_s or self.settings.execution_timeout_s
+        self.warm(req.model_version)
+        pipe = self.holder.get(req.model_version)
+        # The deadline and the request time start once the model is loaded: a cold start is
+        # measured apart (cold_start_s) and does not eat into the job's execution time.
+        started = time.perf_counter()
 
         def check_deadline() -> None:
             if time.perf_counter() - started > timeout_s:
                 raise JobTimeout(f"ran past its execution deadline of {timeout_s:g}s")
 
-        self.warm(req.model_version)
-        pipe = self.holder.get(req.model_version)
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
@@ -223,21 +229,28 @@ class JobRunner:
         # Succeeded only now, after the upload is confirmed.
         self.store.finish(job_id, self.worker, JobState.SUCCEEDED, result=result, timings=timings)
         self._sample(
-            job_id, req, "succeeded", None, model_ms=(t1 - t0) * 1000, request_ms=(t3 - started) * 1000
+            job_id,
+            req.model_version,
+            "succeeded",
+            None,
+            model_ms=(t1 - t0) * 1000,
+            request_ms=(t3 - started) * 1000,
         )
 
-    def _fail(self, job_id: str, req: InferenceRequest, code: str, message: str) -> None:
+    def _fail(self, job: JobRecord, code: str, message: str) -> None:
         try:
             self.store.finish(
-                job_id, self.worker, JobState.FAILED, error=JobError(code=code, message=message)
+                job.id, self.worker, JobState.FAILED, error=JobError(code=code, message=message)
             )
         except InvalidTransition as exc:
-            log.warning("job %s: not marking failed: %s", job_id, exc)
+            log.warning("job %s: not marking failed: %s", job.id, exc)
             return
-        self._sample(job_id, req, "failed", code)
+        self._sample(job.id, str(job.request.get("model_version")), "failed", code)
 
-    def _sample(self, job_id: str, req: InferenceRequest, status: str, code: str | None, **ms: float) -> None:
-        peak = int(torch.cuda.max_memory_allocated()) if torch.cuda.is_available() else None
+    def _sample(self, job_id: str, version: str, status: str, code: str | None, **ms: float) -> None:
+        # Peak GPU memory only where this job ran on the GPU (reset at its start); none otherwise.
+        ran = bool(ms) or code not in (None, "worker_lost")
+        peak = int(torch.cuda.max_memory_allocated()) if torch.cuda.is_available() and ran else None
         sample = Sample.model_validate(
             {
                 "job_id": job_id,
@@ -248,4 +261,4 @@ class JobRunner:
             }
             | {k: round(v, 1) for k, v in ms.items()}
         )
-        self.fleet.record(req.model_version, self.settings.worker_queue, sample)
+        self.fleet.record(version, self.settings.worker_queue, sample)
