@@ -42,6 +42,8 @@ def sweep(app: FastAPI) -> None:
     for pool in app.state.settings.pools:
         for job_id in app.state.store.expire_overdue(pool.queue):
             log.info("job %s expired before it started", job_id)
+    for job_id, code in app.state.store.reap_overdue(app.state.settings.reap_grace_s):
+        log.warning("job %s ended %s by the sweeper", job_id, code)
     restore_unacked(app.state.celery)
     if isinstance(app.state.storage, LocalStorage):
         app.state.storage.delete_older_than(app.state.settings.retention_days)
@@ -118,9 +120,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if held.new:
             try:
                 return job_view(app, accept_job(app, job))
-            finally:
-                if store.get(job.id) is None:
-                    app.state.idempotency.release(owner, idempotency_key)
+            except Exception:
+                # Not accepted (the job, if recorded, ended failed): a retry with this key may try again.
+                app.state.idempotency.release(owner, idempotency_key)
+                raise
         wait_for_job(lambda job_id: store.get(job_id) is not None, held.job_id)
         response.status_code = 200
         return job_view(app, store.require(held.job_id))

@@ -69,6 +69,10 @@ class Fleet:
     def forget(self, worker: str) -> None:
         self.r.delete(f"{PREFIX}:worker:{worker}")
 
+    def heartbeat(self, worker: str | None) -> Heartbeat | None:
+        raw = self.r.get(f"{PREFIX}:worker:{worker}") if worker else None
+        return Heartbeat.model_validate_json(str(raw)) if raw else None
+
     def is_alive(self, worker: str | None) -> bool:
         return bool(worker) and bool(self.r.exists(f"{PREFIX}:worker:{worker}"))
 

@@ -20,6 +20,8 @@ from shared.schemas import JobError, Progress
 log = logging.getLogger(__name__)
 PREFIX = "rf"
 Listener = Callable[[JobRecord, JobState], None]
+RUNNING_KEY = f"{PREFIX}:running"
+"""Running jobs scored by their execution deadline, for the sweeper."""
 
 
 def _job_key(job_id: str) -> str:
@@ -83,6 +85,10 @@ class JobStore:
             p.set(key, job.model_dump_json(), keepttl=True)
             if job.status != JobState.QUEUED:
                 p.zrem(_queue_key(job.queue), job.id)
+            if job.status == JobState.RUNNING and job.started_at is not None:
+                p.zadd(RUNNING_KEY, {job.id: job.started_at.timestamp() + (job.timeout_s or 0)})
+            else:
+                p.zrem(RUNNING_KEY, job.id)
             result["job"] = job
 
         self.r.transaction(txn, key)
@@ -213,6 +219,32 @@ class JobStore:
                 except InvalidTransition:
                     pass  # it started or ended meanwhile
         return expired
+
+    def reap_overdue(self, grace_s: float) -> list[tuple[str, str]]:
+        """End running jobs whose execution deadline passed `grace_s` ago and whose worker is alive but
+        not finishing them: hung past the deadline (`timeout`), or moved on after losing the job store
+        mid-job (`worker_lost`). A job whose worker is dead is left to redelivery. Returns (id, code)."""
+        ended = []
+        cutoff = now().timestamp() - grace_s
+        for job_id in self.r.zrangebyscore(RUNNING_KEY, "-inf", cutoff):
+            job = self.get(str(job_id))
+            if job is None or job.status != JobState.RUNNING:
+                self.r.zrem(RUNNING_KEY, str(job_id))
+                continue
+            beat = self.fleet.heartbeat(job.worker)
+            if beat is None:
+                continue
+            code, message = (
+                ("timeout", "ran past its execution deadline and stopped reporting progress")
+                if beat.current_job == job.id
+                else ("worker_lost", f"its worker {job.worker} stopped working on it without finishing it")
+            )
+            try:
+                self.end(job.id, JobState.FAILED, code, message)
+                ended.append((job.id, code))
+            except InvalidTransition:
+                pass  # it finished meanwhile
+        return ended
 
     def ping(self) -> bool:
         return bool(self.r.ping())

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     """A job whose worker dies this many times ends `failed` with `worker_lost` instead of looping."""
     prewarm_timeout_s: float = 600.0
     """How long `POST .../start` waits for a worker to become warm (the catalog's request timeout)."""
+    reap_grace_s: float = 600.0
+    """The sweeper ends a running job this long past its execution deadline when its live worker is
+    not finishing it (hung, or it lost the job store mid-job); dead workers' jobs are redelivered."""
     sweep_interval_s: float = 5.0
     """How often the API expires queued jobs past their start deadline."""
 
@@ -164,6 +167,9 @@ class Settings(BaseSettings):
                 raise ValueError("REELFORGE_SIGNING_SECRET: set a real secret in production")
             if any(k in PLACEHOLDER_SECRETS for k in self.api_keys):
                 raise ValueError("REELFORGE_API_KEYS: the dev key is refused in production")
+            if self.execution_timeout_s >= self.visibility_timeout_s:
+                # A task still running when its visibility timeout lapses is handed out again.
+                raise ValueError("REELFORGE_EXECUTION_TIMEOUT_S must be below REELFORGE_VISIBILITY_TIMEOUT_S")
         return self
 
     @property

@@ -14,7 +14,7 @@ import redis
 from scheduler.devstack import Stack, free_port
 from shared.errors import InvalidTransition
 from shared.fleet import Heartbeat
-from shared.jobs import TRANSITIONS, JobRecord, JobState
+from shared.jobs import TRANSITIONS, JobRecord, JobState, now
 from shared.jobstore import JobStore
 from shared.schemas import JobError
 
@@ -126,3 +126,23 @@ def test_scheduler_never_imports_torch_or_diffusers() -> None:
     code = "import sys, scheduler.app, scheduler.cli; print({'torch', 'diffusers'} & set(sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "set()"
+
+
+def test_sweeper_ends_overdue_jobs_of_live_workers_and_leaves_dead_ones(store: JobStore) -> None:
+    def running(job_id: str, worker: str, current: str | None) -> None:
+        new_job(store, job_id)
+        store.start(job_id, worker)
+        store.update(job_id, lambda j: setattr(j, "timeout_s", 1.0))
+        store.update(job_id, lambda j: setattr(j, "started_at", now() - timedelta(seconds=30)))
+        if current is not None:
+            beat = Heartbeat(worker=worker, queue="q", gpu_type="CPU", region="local", state="busy",
+                             current_job=current or None, beat_at=time.time())  # fmt: skip
+            store.fleet.beat(beat, ttl_s=30)
+
+    running("hung", "w-hung", "hung")  # its worker is still on it, long past the deadline
+    running("orphan", "w-moved", "")  # its worker is alive but doing nothing for it
+    running("dead", "w-dead", None)  # no heartbeat: redelivery will take it
+    ended = dict(store.reap_overdue(grace_s=10))
+    assert ended == {"hung": "timeout", "orphan": "worker_lost"}
+    assert store.require("dead").status == JobState.RUNNING
+    assert store.reap_overdue(grace_s=10) == []
