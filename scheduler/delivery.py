@@ -31,7 +31,7 @@ from shared.jobs import now
 from shared.schemas import WebhookAttempt
 from shared.settings import Settings, get_settings
 from shared.storage import make_storage
-from shared.urlsafety import Resolver, UnsafeURL, resolve_checked, split_url
+from shared.urlsafety import Resolver, Unresolved, UnsafeURL, resolve_checked, split_url
 from shared.views import resign_links
 from shared.webhooks import (
     DELIVER_TASK,
@@ -146,8 +146,12 @@ def post(
             received += len(chunk)
         status, location = resp.status, resp.getheader("location")
         retry_after = parse_retry_after(resp.getheader("retry-after"))
+    except Unresolved as exc:
+        return Outcome(None, exc.rule, retryable=True)
     except UnsafeURL as exc:
         return Outcome(None, f"refused: {exc.rule}", retryable=False)
+    except (ValueError, http.client.InvalidURL) as exc:
+        return Outcome(None, f"refused: not a valid request URL ({exc})", retryable=False)
     except (OSError, http.client.HTTPException) as exc:
         if cut.is_set() or isinstance(exc, TimeoutError):
             return Outcome(None, f"timed out after {timeout_s:g}s", retryable=True)

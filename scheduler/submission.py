@@ -44,6 +44,14 @@ def plan_job(
             check_url(body.webhook_url, settings.webhook_allowed_networks)
         except UnsafeURL as exc:
             raise InvalidInput(f"webhook_url: {exc.rule}", field="webhook_url") from exc
+    timeout_s = body.timeout_s or settings.execution_timeout_s
+    if body.timeout_s is not None and body.timeout_s >= settings.visibility_timeout_s:
+        # A task still running when its visibility timeout lapses is handed out again.
+        raise InvalidInput(
+            f"timeout_s: must be below {settings.visibility_timeout_s}s, the queue's visibility timeout "
+            "(REELFORGE_VISIBILITY_TIMEOUT_S)",
+            field="timeout_s",
+        )
     cache: Signals = {} if signals is None else signals
     if body.model_version not in cache:
         cache[body.model_version] = routing_signals(store.fleet, settings.pools, body.model_version)
@@ -60,7 +68,7 @@ def plan_job(
         batch_id=batch_id,
         created_at=created,
         start_deadline_at=created + timedelta(seconds=body.start_deadline_s or settings.start_deadline_s),
-        timeout_s=body.timeout_s or settings.execution_timeout_s,
+        timeout_s=timeout_s,
     )
     return job
 

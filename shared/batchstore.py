@@ -95,6 +95,9 @@ class BatchStore:
     def truncate(self, batch_id: str, size: int) -> None:
         """Keep only the first `size` jobs (the rest were never created)."""
         key = _batch_key(batch_id)
+        if size == 0:  # ltrim(0, -1) would keep everything
+            self.r.delete(key, f"{key}:jobs", f"{key}:lines")
+            return
         with self.r.pipeline() as p:
             p.hset(key, "size", size)
             p.ltrim(f"{key}:jobs", 0, size - 1)

@@ -29,7 +29,16 @@ METADATA_ADDRESSES: frozenset[Address] = frozenset(
         "fd00:ec2::23",  # AWS EKS pod identity over IPv6
     )
 )
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_EMBEDS_V4 = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "64:ff9b::/96",  # NAT64
+        "64:ff9b:1::/48",  # local-use NAT64 (RFC 8215)
+        "::/96",  # IPv4-compatible (deprecated)
+        "::ffff:0:0:0/96",  # SIIT
+    )
+)
+_GLOBAL_UNICAST_V6 = ipaddress.ip_network("2000::/3")
 
 
 class UnsafeURL(ValueError):
@@ -40,13 +49,17 @@ class UnsafeURL(ValueError):
         self.rule = rule
 
 
+class Unresolved(UnsafeURL):
+    """The host did not resolve: refused at submission, but a passing DNS failure at delivery."""
+
+
 def _embedded_v4(ip: Address) -> Address:
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:
             return ip.ipv4_mapped
         if ip.sixtofour is not None:
             return ip.sixtofour
-        if ip in _NAT64:
+        if not (ip.is_loopback or ip.is_unspecified) and any(ip in net for net in _EMBEDS_V4):
             return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return ip
 
@@ -68,7 +81,7 @@ def address_problem(ip: Address, allowed: Sequence[Network] = ()) -> str | None:
         return "a multicast address"
     if ip.is_private:
         return "a private address"
-    if not ip.is_global:
+    if not ip.is_global or (ip.version == 6 and ip not in _GLOBAL_UNICAST_V6):
         return "a non-public address"
     return None
 
@@ -81,9 +94,9 @@ def resolve_checked(
     try:
         infos = list(resolver(host, port, type=socket.SOCK_STREAM))
     except (OSError, UnicodeError) as exc:
-        raise UnsafeURL(f"host {host!r} does not resolve ({exc})") from exc
+        raise Unresolved(f"host {host!r} does not resolve ({exc})") from exc
     if not infos:
-        raise UnsafeURL(f"host {host!r} does not resolve")
+        raise Unresolved(f"host {host!r} does not resolve")
     for info in infos:
         ip = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
         problem = address_problem(ip, allowed)
@@ -97,6 +110,8 @@ def resolve_checked(
 
 def split_url(url: str) -> tuple[str, str, int, str]:
     """(scheme, host, port, path with query) of an http(s) URL, or UnsafeURL."""
+    if not url.isascii() or any(ch.isspace() or not ch.isprintable() for ch in url):
+        raise UnsafeURL("must be ASCII without spaces or control characters (percent-encode them)")
     try:
         parts = urlsplit(url)
         port = parts.port

@@ -106,3 +106,13 @@ def test_plan_windows_matches_pipeline_arithmetic() -> None:
     assert [w.latent_frames for w in plan_windows(97, 97, None, 5)] == [25]
     with pytest.raises(ValueError, match="causal_block_size"):
         plan_windows(97, 97, None, 4)
+
+
+def test_timeout_beyond_the_visibility_timeout_is_refused(api: httpx.Client) -> None:
+    # The test stack's visibility timeout is 4 s: a longer job would be handed out twice.
+    response = api.post("/v1/inference/skywork-skyreels-v2", json=SMALL_REQUEST | {"timeout_s": 4})
+    assert response.status_code == 422
+    assert (
+        response.json()["error"]["field"] == "timeout_s"
+        and "visibility timeout" in response.json()["error"]["message"]
+    )

@@ -358,3 +358,23 @@ def test_delivery_worker_never_imports_torch() -> None:
         "import sys, scheduler.delivery; assert 'torch' not in sys.modules and 'diffusers' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    "address", ["64:ff9b:1::7f00:1", "::7f00:1", "::ffff:0:7f00:1", "fec0::1", "fc00::1", "ff02::1"]
+)
+def test_embedded_and_non_unicast_ipv6_forms_are_refused(address: str) -> None:
+    assert address_problem(ipaddress.ip_address(address)) is not None
+
+
+@pytest.mark.parametrize(
+    "url", ["https://example.com/é", "https://example.com/a b", "https://example.com/\x00"]
+)
+def test_urls_needing_encoding_are_refused_at_submission(url: str) -> None:
+    with pytest.raises(UnsafeURL, match="percent-encode"):
+        check_url(url)
+
+
+def test_a_passing_dns_failure_at_delivery_is_retried() -> None:
+    out = _post("http://no-such-host.invalid/", resolver=fake_resolver({}))
+    assert out.status_code is None and out.retryable and "does not resolve" in (out.error or "")
