@@ -19,7 +19,7 @@ from shared.broker import WarmupMessage, enqueue_warmup
 from shared.catalog import DEFAULT_MODEL_VERSION, MODEL_SLUG, MODEL_VERSIONS
 from shared.errors import InvalidInput, NotFound, WarmupTimeout
 from shared.fleet import Fleet, Heartbeat
-from shared.reliability import TargetStats, cost_usd, fastest, lowest_cost, percentile, target_stats
+from shared.reliability import TargetStats, cost_usd, fastest, lowest_cost, request_ms_p50, target_stats
 from shared.settings import PoolConfig, Settings
 
 
@@ -58,29 +58,26 @@ def pool_state(version: str, pool: PoolConfig, live: list[Heartbeat], fleet: Fle
 def routing_signals(fleet: Fleet, pools: list[PoolConfig], version: str) -> tuple[set[str], dict[str, float]]:
     """Warm pools for `version` and measured p50 request times: what automatic routing ranks by."""
     live = fleet.live()
-    serving = [p for p in pools if version in p.model_versions]
+    serving = _targets(pools, version)
     warm = {p.queue for p in serving if pool_state(version, p, live, fleet) == "warm"}
-    measured: dict[str, float] = {}
-    for p in serving:
-        ms = [
-            s.request_ms for s in fleet.samples(version, p.queue) if s.status == "succeeded" and s.request_ms
-        ]
-        p50 = percentile(ms, 50)
-        if p50 is not None:
-            measured[p.queue] = p50
-    return warm, measured
+    p50s = {p.queue: request_ms_p50(fleet.samples(version, p.queue)) for p in serving}
+    return warm, {queue: ms for queue, ms in p50s.items() if ms is not None}
 
 
 def _targets(
-    settings: Settings, fleet: Fleet, version: str, gpu_type: str | None, region: str | None
-) -> list:
+    pools: list[PoolConfig], version: str, gpu_type: str | None = None, region: str | None = None
+) -> list[PoolConfig]:
     return [
         p
-        for p in settings.pools
+        for p in pools
         if version in p.model_versions
         and (gpu_type is None or p.gpu_type == gpu_type)
         and (region is None or p.region == region)
     ]
+
+
+def _stats(fleet: Fleet, version: str, pool: PoolConfig) -> TargetStats:
+    return target_stats(pool, fleet.samples(version, pool.queue), fleet.cold_starts_s(version, pool.queue))
 
 
 def _public(t: TargetStats | None) -> dict[str, Any] | None:
@@ -100,7 +97,7 @@ def install_runtime_routes(app: FastAPI) -> None:
         _check_version(version, "version")
         live = fleet().live()
         pools = []
-        for p in _targets(settings, fleet(), version, None, None):
+        for p in _targets(settings.pools, version):
             workers = [hb for hb in live if hb.queue == p.queue]
             pools.append(
                 {
@@ -155,7 +152,7 @@ def install_runtime_routes(app: FastAPI) -> None:
     @router.post("/v1/model-families/{slug}/stop")
     def stop(slug: str, body: StartRequest) -> dict[str, Any]:
         _check_slug(slug)
-        pools = _targets(settings, fleet(), body.version, body.gpu_type, body.region)
+        pools = _targets(settings.pools, body.version, body.gpu_type, body.region)
         for p in pools:
             fleet().set_keep_warm(p.queue, False)
         return {
@@ -173,7 +170,7 @@ def install_runtime_routes(app: FastAPI) -> None:
     ) -> dict[str, Any]:
         _check_slug(slug)
         _check_version(model_version, "model_version")
-        pools = _targets(settings, fleet(), model_version, gpu_type, region)
+        pools = _targets(settings.pools, model_version, gpu_type, region)
         if not pools:
             served = ", ".join(
                 f"{p.gpu_type}/{p.region}" for p in settings.pools if model_version in p.model_versions
@@ -211,7 +208,7 @@ def install_runtime_routes(app: FastAPI) -> None:
         _check_slug(slug)
         _check_version(model_version, "model_version")
         f = fleet()
-        pools = _targets(settings, f, model_version, gpu_type, region)
+        pools = _targets(settings.pools, model_version, gpu_type, region)
         samples = {p.queue: f.samples(model_version, p.queue) for p in pools}
         rows = [target_stats(p, samples[p.queue], f.cold_starts_s(model_version, p.queue)) for p in pools]
         status_counts = dict(Counter(r.status for r in rows))
@@ -251,9 +248,7 @@ def install_runtime_routes(app: FastAPI) -> None:
         f = fleet()
         warm, measured = routing_signals(f, settings.pools, model_version)
         pool = choose_pool(settings.pools, model_version, gpu_type, region, warm, measured)
-        stats = target_stats(
-            pool, f.samples(model_version, pool.queue), f.cold_starts_s(model_version, pool.queue)
-        )
+        stats = _stats(f, model_version, pool)
         per_hour = stats.cost_per_gpu_hour_usd
         warm_ms = stats.request_ms_p50
         cold_ms = (

@@ -47,6 +47,13 @@ def cost_usd(ms: float | None, per_hour: float | None) -> float | None:
     return round(ms / 3_600_000 * per_hour, 6)
 
 
+def request_ms_p50(samples: list[Sample]) -> float | None:
+    """p50 request time of the successful runs: what automatic routing and "fastest" rank by."""
+    return percentile(
+        [s.request_ms for s in samples if s.status == "succeeded" and s.request_ms is not None], 50
+    )
+
+
 def target_stats(pool: PoolConfig, samples: list[Sample], cold_starts_s: list[float]) -> TargetStats:
     ok = [s for s in samples if s.status == "succeeded"]
     request_ms = [s.request_ms for s in ok if s.request_ms is not None]
@@ -54,7 +61,7 @@ def target_stats(pool: PoolConfig, samples: list[Sample], cold_starts_s: list[fl
     peaks = [s.peak_gpu_memory_bytes for s in samples if s.peak_gpu_memory_bytes]
     gpu = GPU_TYPES.get(pool.gpu_type)
     per_hour = gpu.cost_per_gpu_hour_usd if gpu else None
-    p50 = percentile(request_ms, 50)
+    p50 = request_ms_p50(samples)
     cold = percentile([c * 1000 for c in cold_starts_s], 50)
     return TargetStats(
         gpu_type=pool.gpu_type,

@@ -132,7 +132,7 @@ def _watch(rt: Runtime) -> None:
                 request_shutdown(rt)
                 return
             if time.monotonic() >= next_beat:
-                rt.store.fleet.beat(heartbeat(rt), ttl_s=settings.worker_heartbeat_s)
+                _publish_now(rt)
                 next_beat = time.monotonic() + period
         except Exception:
             log.exception("heartbeat failed")
