@@ -130,17 +130,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/v1/jobs/{job_id}")
     def get_job(job_id: str, owner: Owner) -> JobView:
-        job = app.state.store.get(job_id)
-        if job is None or job.owner != owner:
-            raise NotFound(f"job {job_id} not found")
-        return job_view(app, job)
+        return job_view(app, app.state.store.owned(job_id, owner))
 
     @app.post("/v1/jobs/{job_id}/cancel")
     def cancel(job_id: str, owner: Owner) -> JobView:
         """A queued job never starts; a running one stops at its next denoising iteration."""
-        job = app.state.store.get(job_id)
-        if job is None or job.owner != owner:
-            raise NotFound(f"job {job_id} not found")
+        app.state.store.owned(job_id, owner)
         try:
             job = app.state.store.end(job_id, JobState.CANCELED, "canceled", "canceled at the user's request")
         except InvalidTransition as exc:

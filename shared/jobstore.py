@@ -68,6 +68,13 @@ class JobStore:
             raise NotFound(f"job {job_id} not found")
         return job
 
+    def owned(self, job_id: str, owner: str) -> JobRecord:
+        """The job if this owner submitted it; NotFound otherwise (others' jobs are not revealed)."""
+        job = self.get(job_id)
+        if job is None or job.owner != owner:
+            raise NotFound(f"job {job_id} not found")
+        return job
+
     def update(self, job_id: str, change: Callable[[JobRecord], None]) -> JobRecord:
         """Apply `change` atomically; it may raise InvalidTransition to abort without writing."""
         key = _job_key(job_id)
