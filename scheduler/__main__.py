@@ -2,7 +2,7 @@
 
 import uvicorn
 
-from scheduler.app import create_app
+from scheduler.api.app import create_app
 from shared.settings import get_settings
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
-from scheduler.auth import owner_of
+from scheduler.api.auth import owner_of
 from scheduler.submission import Signals, accept_job, plan_job
 from shared.batchstore import BatchRecord, BatchStore, BatchTracker
 from shared.errors import InvalidTransition, NotFound, ReelForgeError

@@ -10,14 +10,14 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
+from scheduler.api.models import routing_signals
 from scheduler.routing import choose_pool
-from scheduler.runtime import routing_signals
 from shared.broker import GenerateMessage, enqueue
 from shared.errors import InvalidInput, Unavailable
 from shared.jobs import JobRecord, JobState, now
 from shared.jobstore import JobStore
 from shared.schemas import InferenceRequest
-from shared.urlsafety import UnsafeURL, check_url
+from shared.webhooks.urlsafety import UnsafeURL, check_url
 
 
 def create_job(app: FastAPI, owner: str, body: InferenceRequest, batch_id: str | None = None) -> JobRecord:

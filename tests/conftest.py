@@ -1,5 +1,5 @@
 """The real stack for integration tests: redis-server, moto's S3 server, the API and Celery workers,
-each a real process on a free port, started once per session through `scheduler.devstack`."""
+each a real process on a free port, started once per session through `scheduler.dev.stack`."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import httpx
 import pytest
 import redis
 
-from scheduler.devstack import Stack, free_port, wait_until
-from scheduler.supervisor import ManagedPool, Supervisor
+from scheduler.dev.stack import Stack, free_port, wait_until
+from scheduler.dev.supervisor import ManagedPool, Supervisor
 from shared.fleet import Fleet
 from shared.settings import Settings
 

@@ -279,7 +279,15 @@ def test_cli_batch_end_to_end(live: Live, tmp_path: Path) -> None:
     requests.write_text("".join(json.dumps({"prompt": f"cli {i}", "seed": i}) + "\n" for i in range(3)))
     output = tmp_path / "out" / "manifest.jsonl"
     api_args = ["--api-base", live.base, "--api-key", KEY_A]
-    argv = [sys.executable, "-m", "scheduler.cli", "batch", str(requests), "--defaults", json.dumps(DEFAULTS)]
+    argv = [
+        sys.executable,
+        "-m",
+        "scheduler.dev.cli",
+        "batch",
+        str(requests),
+        "--defaults",
+        json.dumps(DEFAULTS),
+    ]
     run = subprocess.run(
         [*argv, "--output", str(output), "--poll-s", "0.3", *api_args],
         cwd=ROOT, capture_output=True, text=True, timeout=240,

@@ -15,14 +15,14 @@ import httpx
 import psutil
 import pytest
 
-from scheduler.devstack import free_port, wait_until
+from scheduler.dev.stack import free_port, wait_until
 from tests.conftest import KEY_A, SMALL_REQUEST, Live
 
 pytestmark = pytest.mark.integration
 
 
 def cli(live: Live, *args: str) -> subprocess.CompletedProcess:
-    argv = [sys.executable, "-m", "scheduler.cli", *args]
+    argv = [sys.executable, "-m", "scheduler.dev.cli", *args]
     env = os.environ | {"REELFORGE_API_BASE": live.base, "REELFORGE_API_KEY": KEY_A}
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
 
@@ -71,7 +71,16 @@ def test_job_records_outlive_the_api_process(live: Live) -> None:
 
 def test_dev_stack_starts_and_ctrl_c_leaves_nothing_running(tmp_path: Path) -> None:
     port, flower = free_port(), free_port()
-    argv = [sys.executable, "-m", "scheduler.cli", "dev", "--port", str(port), "--flower-port", str(flower)]
+    argv = [
+        sys.executable,
+        "-m",
+        "scheduler.dev.cli",
+        "dev",
+        "--port",
+        str(port),
+        "--flower-port",
+        str(flower),
+    ]
     proc = subprocess.Popen([*argv, "--data-dir", str(tmp_path / "data")], stdout=subprocess.PIPE, text=True)
     try:
         wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200, 90, "dev API")

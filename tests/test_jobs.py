@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 import redis
 
-from scheduler.devstack import Stack, free_port
+from scheduler.dev.stack import Stack, free_port
 from shared.errors import InvalidTransition
 from shared.fleet import Heartbeat
 from shared.jobs import TRANSITIONS, JobRecord, JobState, now
@@ -123,7 +123,9 @@ def test_cancel_moves_queued_or_running_and_refuses_finished(store: JobStore) ->
 
 
 def test_scheduler_never_imports_torch_or_diffusers() -> None:
-    code = "import sys, scheduler.app, scheduler.cli; print({'torch', 'diffusers'} & set(sys.modules))"
+    code = (
+        "import sys, scheduler.api.app, scheduler.dev.cli; print({'torch', 'diffusers'} & set(sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "set()"
 

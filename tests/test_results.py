@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scheduler.devstack import free_port
+from scheduler.dev.stack import free_port
 from shared.settings import Settings
 from shared.storage import LocalStorage
 from tests.conftest import BUCKET, KEY_A, SMALL_REQUEST, Live, wait_job
@@ -113,7 +113,7 @@ def test_past_retention_no_link_is_handed_out(live: Live, api: httpx.Client) -> 
 
 def test_storage_lifecycle_command_sets_the_bucket_rule(live: Live) -> None:
     env = os.environ | live.stack.env | {"REELFORGE_RETENTION_DAYS": "7"}
-    run = subprocess.run([sys.executable, "-m", "scheduler.cli", "storage-lifecycle"], env=env,
+    run = subprocess.run([sys.executable, "-m", "scheduler.dev.cli", "storage-lifecycle"], env=env,
                          capture_output=True, text=True)  # fmt: skip
     assert run.returncode == 0, run.stderr
     rules = live.s3().get_bucket_lifecycle_configuration(Bucket=BUCKET)["Rules"]

@@ -21,12 +21,11 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from scheduler.delivery import parse_retry_after, post
 from shared.jobs import JobRecord, JobState, now
 from shared.schemas import Progress
 from shared.settings import Settings
-from shared.urlsafety import UnsafeURL, address_problem, check_url
-from shared.webhooks import (
+from shared.webhooks.delivery import parse_retry_after, post
+from shared.webhooks.events import (
     SECRET_PREFIX,
     event_for,
     new_secret,
@@ -35,6 +34,7 @@ from shared.webhooks import (
     sign,
     signed_headers,
 )
+from shared.webhooks.urlsafety import UnsafeURL, address_problem, check_url
 
 LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
 
@@ -355,7 +355,8 @@ def test_events_from_state_changes(after: JobState, before: JobState, step: int,
 
 def test_delivery_worker_never_imports_torch() -> None:
     code = (
-        "import sys, scheduler.delivery; assert 'torch' not in sys.modules and 'diffusers' not in sys.modules"
+        "import sys, shared.webhooks.delivery; "
+        "assert 'torch' not in sys.modules and 'diffusers' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 

@@ -4,7 +4,7 @@ import os
 import socket
 import sys
 
-from workers.app import app, settings
+from workers.tasks import app, settings
 
 if __name__ == "__main__":
     name = (

@@ -1,6 +1,6 @@
 """Runs one job: claim it, generate, encode, upload, and record the outcome.
 
-Kept apart from Celery so the job path reads top to bottom; `workers.app` only wires it to a queue.
+Kept apart from Celery so the job path reads top to bottom; `workers.tasks` only wires it to a queue.
 """
 
 from __future__ import annotations

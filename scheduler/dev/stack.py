@@ -113,7 +113,7 @@ class Stack:
 
     def start_delivery(self, name: str = "delivery") -> subprocess.Popen:
         """The webhook delivery worker (no torch): its own queue, threads for slow receivers."""
-        argv = [sys.executable, "-m", "celery", "-A", "scheduler.delivery", "worker"]
+        argv = [sys.executable, "-m", "celery", "-A", "shared.webhooks.delivery", "worker"]
         argv += ["-Q", "reelforge.webhooks", "-P", "threads", "-c", "8", "-n", f"{name}@reelforge"]
         argv += ["--without-gossip", "--without-mingle"]
         proc = self.spawn(name, argv)

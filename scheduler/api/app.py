@@ -15,14 +15,14 @@ from fastapi import Depends, FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 
-from scheduler.auth import owner_of
+from scheduler.api.auth import owner_of
+from scheduler.api.models import install_runtime_routes
+from scheduler.api.webhooks import install_webhook_routes
 from scheduler.batches import install_batch_routes
 from scheduler.idempotency import HEADER as IDEMPOTENCY_HEADER
 from scheduler.idempotency import IdempotencyStore, wait_for_job
-from scheduler.runtime import install_runtime_routes
 from scheduler.submission import accept_job, create_job, plan_job
 from scheduler.views import job_view
-from scheduler.webhook_routes import install_webhook_routes
 from shared.broker import make_celery, restore_unacked
 from shared.catalog import MODEL_SLUG
 from shared.errors import AlreadyFinished, InvalidTransition, NotFound, ReelForgeError
@@ -31,7 +31,7 @@ from shared.jobstore import JobStore
 from shared.schemas import FieldRuleError, InferenceRequest, JobPage, JobView, describe_error
 from shared.settings import Settings, get_settings
 from shared.storage import LocalStorage, make_storage
-from shared.webhooks import make_emitter
+from shared.webhooks.events import make_emitter
 
 log = logging.getLogger(__name__)
 Owner = Annotated[str, Depends(owner_of)]

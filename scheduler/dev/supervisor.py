@@ -12,7 +12,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 
-from scheduler.devstack import Stack
+from scheduler.dev.stack import Stack
 from shared.broker import broker_queue_length, make_celery
 from shared.fleet import Fleet
 from shared.scaling import needs_worker

@@ -1,6 +1,6 @@
 """The webhook delivery worker: a light Celery worker on its own queue; it never imports torch.
 
-    python -m celery -A scheduler.delivery worker -Q reelforge.webhooks -P threads -c 8
+    python -m celery -A shared.webhooks.delivery worker -Q reelforge.webhooks -P threads -c 8
 
 Each task makes one attempt of one delivery. Retries are not Celery countdowns (those outlive the
 broker's visibility timeout and come back twice): a failed attempt puts the delivery in a Redis
@@ -31,9 +31,8 @@ from shared.jobs import now
 from shared.schemas import WebhookAttempt
 from shared.settings import Settings, get_settings
 from shared.storage import make_storage
-from shared.urlsafety import Resolver, Unresolved, UnsafeURL, resolve_checked, split_url
 from shared.views import resign_links
-from shared.webhooks import (
+from shared.webhooks.events import (
     DELIVER_TASK,
     WEBHOOK_QUEUE,
     DeliveryStore,
@@ -42,6 +41,7 @@ from shared.webhooks import (
     next_attempt_at,
     signed_headers,
 )
+from shared.webhooks.urlsafety import Resolver, Unresolved, UnsafeURL, resolve_checked, split_url
 
 log = logging.getLogger(__name__)
 settings = get_settings()

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI
 
-from scheduler.auth import owner_of
+from scheduler.api.auth import owner_of
 from shared.schemas import RotateSecretRequest, WebhookSecret
-from shared.webhooks import SecretStore
+from shared.webhooks.events import SecretStore
 
 Owner = Annotated[str, Depends(owner_of)]
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Query
 from pydantic import BaseModel, ConfigDict
 
-from scheduler.auth import owner_of
+from scheduler.api.auth import owner_of
 from scheduler.routing import choose_pool
 from shared.broker import WarmupMessage, enqueue_warmup
 from shared.catalog import DEFAULT_MODEL_VERSION, MODEL_SLUG, MODEL_VERSIONS

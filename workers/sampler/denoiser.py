@@ -15,7 +15,15 @@ import torch
 from diffusers import SkyReelsV2Transformer3DModel
 from torch import Tensor
 
-from workers.attention import FrameCond, LayerFns, WindowKV, forward_frames, frame_cond, text_kv, window_rope
+from workers.sampler.attention import (
+    FrameCond,
+    LayerFns,
+    WindowKV,
+    forward_frames,
+    frame_cond,
+    text_kv,
+    window_rope,
+)
 
 BlockKey = tuple[Any, ...]
 

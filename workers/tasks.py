@@ -1,6 +1,6 @@
 """The Celery worker: one process per GPU (`-P solo`), consuming its pool's queue.
 
-Start with `python -m workers` (or `celery -A workers.app worker -P solo -Q <queue>`).
+Start with `python -m workers` (or `celery -A workers.tasks worker -P solo -Q <queue>`).
 
 Lifecycle: a heartbeat thread publishes the worker's state every `worker_heartbeat_s` and watches
 for idleness. After `worker_idle_timeout_s` without a task (and no keep-warm flag on its pool) the
@@ -30,7 +30,7 @@ from shared.fleet import Heartbeat
 from shared.jobstore import JobStore
 from shared.settings import get_settings
 from shared.storage import make_storage
-from shared.webhooks import make_emitter
+from shared.webhooks.events import make_emitter
 from workers.runner import JobRunner, PipelineHolder
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 and the job listener that turns state changes into queued deliveries.
 
 The listener only records and enqueues; the HTTP requests are made by the light delivery worker
-(`scheduler.delivery`) from its own queue, so a slow receiver never holds a GPU worker.
+(`shared.webhooks.delivery`) from its own queue, so a slow receiver never holds a GPU worker.
 """
 
 from __future__ import annotations

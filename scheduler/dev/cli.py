@@ -20,9 +20,9 @@ from typing import Any
 
 from tqdm import tqdm
 
-from scheduler.client import ApiError, Client
-from scheduler.devstack import Stack, free_port
-from scheduler.supervisor import ManagedPool, Supervisor
+from scheduler.dev.client import ApiError, Client
+from scheduler.dev.stack import Stack, free_port
+from scheduler.dev.supervisor import ManagedPool, Supervisor
 from shared.settings import get_settings
 from shared.storage import S3Storage
 

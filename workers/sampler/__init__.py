@@ -6,8 +6,8 @@ the speed comes only from not computing what cannot change the result:
 * cond and uncond run as one batch, and the text's cross-attention keys/values are projected once;
 * with a block-causal model (`causal_block_size > 1`) a forward covers only the blocks from the first
   whose input changed since it was last computed up to the last block the scheduler updates, with the
-  earlier blocks' keys/values from a per-layer cache (`workers.denoiser`), and attention runs per
-  query block over its allowed key prefix instead of under a dense mask (`workers.attention`);
+  earlier blocks' keys/values from a per-layer cache (`workers.sampler.denoiser`), and attention runs per
+  query block over its allowed key prefix instead of under a dense mask (`workers.sampler.attention`);
 * frames that share their whole schedule share one UniPC scheduler, stepped on all of them at once
   (the scheduler's arithmetic is elementwise), with its start index set from the host-side schedule
   instead of a device lookup.
@@ -28,8 +28,8 @@ from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.pipelines.skyreels_v2.pipeline_output import SkyReelsV2PipelineOutput
 from torch import Tensor
 
-from workers.attention import EAGER, LayerFns, compiled_layer_fns
-from workers.denoiser import Denoiser
+from workers.sampler.attention import EAGER, LayerFns, compiled_layer_fns
+from workers.sampler.denoiser import Denoiser
 
 
 @dataclass
