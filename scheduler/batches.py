@@ -26,9 +26,10 @@ from pydantic import BaseModel, ValidationError
 from scheduler.api.auth import owner_of
 from scheduler.submission import Signals, accept_job, plan_job
 from shared.batchstore import BatchRecord, BatchStore, BatchTracker
-from shared.errors import InvalidTransition, NotFound, ReelForgeError
-from shared.jobs import JobRecord, JobState
+from shared.errors import ErrorCode, InvalidTransition, NotFound, ReelForgeError
+from shared.jobs import JobRecord
 from shared.schemas import InferenceRequest, describe_error
+from shared.states import JobStatus
 
 log = logging.getLogger(__name__)
 Owner = Annotated[str, Depends(owner_of)]
@@ -255,7 +256,9 @@ def _abandon(app: FastAPI, batch_id: str, accepted: list[JobRecord], failed: Job
     batches.mark_canceled(batch_id)
     for job in accepted:
         with contextlib.suppress(InvalidTransition):
-            store.end(job.id, JobState.CANCELED, "canceled", f"batch {batch_id} could not be fully queued")
+            store.end(
+                job.id, JobStatus.CANCELED, ErrorCode.CANCELED, f"batch {batch_id} could not be fully queued"
+            )
 
 
 # Reading.
@@ -329,7 +332,10 @@ def cancel_batch(app: FastAPI, batch_id: str, owner: str) -> BatchView:
             continue
         with contextlib.suppress(InvalidTransition):  # it ended meanwhile
             store.end(
-                job.id, JobState.CANCELED, "canceled", f"batch {batch_id} canceled at the user's request"
+                job.id,
+                JobStatus.CANCELED,
+                ErrorCode.CANCELED,
+                f"batch {batch_id} canceled at the user's request",
             )
     return batch_view(app, _owned(app, batch_id, owner))
 

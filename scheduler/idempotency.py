@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import redis
 
+from shared import keys
 from shared.errors import InvalidInput, Unavailable
 from shared.schemas import InferenceRequest
 
@@ -36,17 +37,14 @@ class IdempotencyStore:
         self.r = client
         self.ttl_s = ttl_s
 
-    def _key(self, owner: str, key: str) -> str:
-        return f"rf:idem:{owner}:{hashlib.sha256(key.encode()).hexdigest()}"
-
     def reserve(self, owner: str, key: str, body: InferenceRequest, job_id: str) -> Reservation:
         if not 1 <= len(key) <= 255 or not key.isprintable():
             raise InvalidInput(f"{HEADER}: must be 1 to 255 printable characters", field=HEADER)
         digest = body_hash(body)
         value = json.dumps({"body": digest, "job_id": job_id})
-        if self.r.set(self._key(owner, key), value, nx=True, ex=self.ttl_s):
+        if self.r.set(keys.idempotency(owner, key), value, nx=True, ex=self.ttl_s):
             return Reservation(True, job_id)
-        raw = self.r.get(self._key(owner, key))
+        raw = self.r.get(keys.idempotency(owner, key))
         if raw is None:  # expired between the two calls: take it now
             return self.reserve(owner, key, body, job_id)
         held = json.loads(str(raw))
@@ -60,7 +58,7 @@ class IdempotencyStore:
 
     def release(self, owner: str, key: str) -> None:
         """Forget a reservation whose job could not be created, so a retry can create it."""
-        self.r.delete(self._key(owner, key))
+        self.r.delete(keys.idempotency(owner, key))
 
 
 def wait_for_job(exists: Callable[[str], bool], job_id: str, timeout_s: float = 10.0) -> None:

@@ -13,10 +13,11 @@ from fastapi import FastAPI
 from scheduler.api.models import routing_signals
 from scheduler.routing import choose_pool
 from shared.broker import GenerateMessage, enqueue
-from shared.errors import InvalidInput, Unavailable
-from shared.jobs import JobRecord, JobState, now
+from shared.errors import ErrorCode, InvalidInput, Unavailable
+from shared.jobs import JobRecord, now
 from shared.jobstore import JobStore
 from shared.schemas import InferenceRequest
+from shared.states import JobStatus
 from shared.webhooks.urlsafety import UnsafeURL, check_url
 
 
@@ -82,6 +83,8 @@ def accept_job(app: FastAPI, job: JobRecord) -> JobRecord:
         enqueue(app.state.celery, pool_queue, GenerateMessage(job_id=job.id))
     except Exception as exc:
         # Accepted jobs always end in a terminal state with their reason.
-        store.end(job.id, JobState.FAILED, "unavailable", f"could not enqueue on {pool_queue}: {exc}")
+        store.end(
+            job.id, JobStatus.FAILED, ErrorCode.UNAVAILABLE, f"could not enqueue on {pool_queue}: {exc}"
+        )
         raise Unavailable(f"the job queue is unreachable: {exc}") from exc
     return job

@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from shared.jobs import JobRecord
 from shared.schemas import JobView
 from shared.views import render_job
-from shared.webhooks.events import job_deliveries
+from shared.webhooks.deliveries import job_deliveries
 
 
 def job_view(app: FastAPI, job: JobRecord) -> JobView:

@@ -1,11 +1,11 @@
 """Batches in Redis, and the manifest a batch gets when its last job ends.
 
-A batch is a hash (`rf:batch:<id>`: owner, size, timestamps, manifest key), the list of its job ids
-in submission order (`…:jobs`), with each job's line number (`…:lines`), and the set of its jobs
-that have ended (`…:ended`). The set is filled by a JobStore listener in whichever process ends a job
-(the API, a GPU worker); the change that fills it writes the manifest, once, under a SET NX claim.
-Readers that find every job ended and no manifest (a process died between the job's commit and its
-listener) write it themselves through the same claim.
+A batch is a hash (owner, size, timestamps, manifest key), the list of its job ids in submission
+order, with each job's line number, and the set of its jobs that have ended (keys in `shared.keys`).
+The set is filled by a JobStore listener in whichever process ends a job (the API, a GPU worker); the
+change that fills it writes the manifest, once, under a SET NX claim. Readers that find every job
+ended and no manifest (a process died between the job's commit and its listener) write it themselves
+through the same claim.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ from typing import Any
 import redis
 from pydantic import BaseModel
 
-from shared.jobs import JobRecord, JobState, now
-from shared.jobstore import PREFIX, JobStore
+from shared import keys
+from shared.jobs import JobRecord, now
+from shared.jobstore import JobStore
+from shared.states import JobStatus
 from shared.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -30,10 +32,6 @@ log = logging.getLogger(__name__)
 MANIFEST_CONTENT_TYPE = "application/x-ndjson"
 CLAIM_TTL_S = 120
 """A writer that dies mid-write holds the manifest claim this long; then a reader takes it over."""
-
-
-def _batch_key(batch_id: str) -> str:
-    return f"{PREFIX}:batch:{batch_id}"
 
 
 def manifest_key(batch_id: str) -> str:
@@ -82,38 +80,37 @@ class BatchStore:
 
     def create(self, batch_id: str, owner: str, job_ids: list[str], lines: list[int]) -> None:
         """Record the batch and its jobs, in one transaction, before any of them is enqueued."""
-        key = _batch_key(batch_id)
+        key, jobs, numbers = keys.batch(batch_id), keys.batch_jobs(batch_id), keys.batch_lines(batch_id)
         fields: dict[Any, Any] = {"owner": owner, "size": len(job_ids), "created_at": now().isoformat()}
         with self.r.pipeline() as p:
             p.hset(key, mapping=fields)
-            p.rpush(f"{key}:jobs", *job_ids)
-            p.rpush(f"{key}:lines", *lines)
-            for k in (key, f"{key}:jobs", f"{key}:lines"):
+            p.rpush(jobs, *job_ids)
+            p.rpush(numbers, *lines)
+            for k in (key, jobs, numbers):
                 p.expire(k, self.ttl_s)
             p.execute()
 
     def truncate(self, batch_id: str, size: int) -> None:
         """Keep only the first `size` jobs (the rest were never created)."""
-        key = _batch_key(batch_id)
+        key, jobs, numbers = keys.batch(batch_id), keys.batch_jobs(batch_id), keys.batch_lines(batch_id)
         if size == 0:  # ltrim(0, -1) would keep everything
-            self.r.delete(key, f"{key}:jobs", f"{key}:lines")
+            self.r.delete(key, jobs, numbers)
             return
         with self.r.pipeline() as p:
             p.hset(key, "size", size)
-            p.ltrim(f"{key}:jobs", 0, size - 1)
-            p.ltrim(f"{key}:lines", 0, size - 1)
+            p.ltrim(jobs, 0, size - 1)
+            p.ltrim(numbers, 0, size - 1)
             p.execute()
 
     def size(self, batch_id: str) -> int:
         """The batch's size; 0 when it does not exist."""
-        return int(self.r.hget(_batch_key(batch_id), "size") or 0)
+        return int(self.r.hget(keys.batch(batch_id), "size") or 0)
 
     def get(self, batch_id: str) -> BatchRecord | None:
-        key = _batch_key(batch_id)
         with self.r.pipeline() as p:
-            p.hgetall(key)
-            p.lrange(f"{key}:jobs", 0, -1)
-            p.lrange(f"{key}:lines", 0, -1)
+            p.hgetall(keys.batch(batch_id))
+            p.lrange(keys.batch_jobs(batch_id), 0, -1)
+            p.lrange(keys.batch_lines(batch_id), 0, -1)
             fields, job_ids, lines = p.execute()
         if not fields:
             return None
@@ -134,15 +131,15 @@ class BatchStore:
         """The batch's job records in submission order (None for one that has expired)."""
         if not batch.job_ids:
             return []
-        raws = self.r.mget([f"{PREFIX}:job:{i}" for i in batch.job_ids])
+        raws = self.r.mget([keys.job(i) for i in batch.job_ids])
         return [JobRecord.model_validate_json(raw) if raw else None for raw in raws]
 
     def mark_canceled(self, batch_id: str) -> None:
-        self.r.hsetnx(_batch_key(batch_id), "canceled_at", now().isoformat())
+        self.r.hsetnx(keys.batch(batch_id), "canceled_at", now().isoformat())
 
     def mark_ended(self, batch_id: str, job_id: str) -> int:
         """Record that a job of the batch ended; idempotent. Returns how many have ended."""
-        key = f"{_batch_key(batch_id)}:ended"
+        key = keys.batch_ended(batch_id)
         with self.r.pipeline() as p:
             p.sadd(key, job_id)
             p.expire(key, self.ttl_s)
@@ -150,16 +147,16 @@ class BatchStore:
             return int(p.execute()[2])
 
     def claim_manifest(self, batch_id: str) -> bool:
-        return bool(self.r.set(f"{_batch_key(batch_id)}:manifest-claim", "1", nx=True, ex=CLAIM_TTL_S))
+        return bool(self.r.set(keys.batch_manifest_claim(batch_id), "1", nx=True, ex=CLAIM_TTL_S))
 
     def release_manifest(self, batch_id: str) -> None:
-        self.r.delete(f"{_batch_key(batch_id)}:manifest-claim")
+        self.r.delete(keys.batch_manifest_claim(batch_id))
 
     def set_manifest(self, batch_id: str, key: str, video_urls_expire_at: datetime | None) -> None:
         fields: dict[Any, Any] = {"manifest_key": key, "completed_at": now().isoformat()}
         if video_urls_expire_at is not None:
             fields["video_urls_expire_at"] = video_urls_expire_at.isoformat()
-        self.r.hset(_batch_key(batch_id), mapping=fields)
+        self.r.hset(keys.batch(batch_id), mapping=fields)
 
 
 class BatchTracker:
@@ -175,7 +172,7 @@ class BatchTracker:
         jobs.listeners.append(tracker.on_job_change)
         return tracker
 
-    def on_job_change(self, job: JobRecord, before: JobState) -> None:
+    def on_job_change(self, job: JobRecord, before: JobStatus) -> None:
         if job.batch_id is None or not job.status.terminal or before.terminal:
             return
         ended = self.batches.mark_ended(job.batch_id, job.id)

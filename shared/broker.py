@@ -8,10 +8,8 @@ from __future__ import annotations
 from celery import Celery
 from pydantic import BaseModel
 
+from shared.keys import GENERATE_TASK, WARMUP_TASK
 from shared.settings import Settings
-
-GENERATE_TASK = "reelforge.generate"
-WARMUP_TASK = "reelforge.warmup"
 
 
 class GenerateMessage(BaseModel):

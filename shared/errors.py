@@ -1,99 +1,158 @@
-"""The one error family. The HTTP status and the job error code sit on the class."""
+"""The one error family, the one set of error codes, and the one function that renders an error.
+
+The HTTP status and the error code sit on each class; a job's `error.code` uses the same codes.
+"""
 
 from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class ErrorCode(StrEnum):
+    """Every error code a client can see, in an HTTP error body or a job's `error`."""
+
+    INVALID_INPUT = "invalid_input"
+    UNAUTHORIZED = "unauthorized"
+    NOT_FOUND = "not_found"
+    NO_CAPACITY = "no_capacity"
+    INVALID_TRANSITION = "invalid_transition"
+    ALREADY_FINISHED = "already_finished"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    UNAVAILABLE = "unavailable"
+    WARMUP_TIMEOUT = "warmup_timeout"
+    INTERNAL = "internal"
+    # Job outcomes.
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+    TIMEOUT = "timeout"
+    WORKER_LOST = "worker_lost"
+    OUT_OF_MEMORY = "out_of_memory"
+    MODEL_UNAVAILABLE = "model_unavailable"
+    STORAGE = "storage"
+
+
+def error_body(code: ErrorCode, message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
+    """`{"error": {"code", "message", "field"?, ...}}`: the body of every error response."""
+    error: dict[str, Any] = {"code": code.value, "message": message}
+    if field:
+        error["field"] = field
+    return {"error": error | extra}
 
 
 class ReelForgeError(Exception):
     """Base of every error ReelForge raises on purpose."""
 
     status_code = 500
-    code = "internal"
-    retryable = False
+    code = ErrorCode.INTERNAL
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
 
-    def to_dict(self) -> dict[str, object]:
-        body: dict[str, object] = {"code": self.code, "message": self.message}
-        if self.field:
-            body["field"] = self.field
-        return body
+    def body(self) -> dict[str, Any]:
+        return error_body(self.code, self.message, self.field)
 
 
 class Unauthorized(ReelForgeError):
     """Missing or unknown API key."""
 
     status_code = 401
-    code = "unauthorized"
+    code = ErrorCode.UNAUTHORIZED
 
 
 class NotFound(ReelForgeError):
     """No such resource visible to this API key."""
 
     status_code = 404
-    code = "not_found"
+    code = ErrorCode.NOT_FOUND
 
 
 class InvalidInput(ReelForgeError):
     """A request field breaks a rule; the message names the field and the rule."""
 
     status_code = 422
-    code = "invalid_input"
+    code = ErrorCode.INVALID_INPUT
+
+
+class InvalidLines(InvalidInput):
+    """Lines of a batch that break a rule; the batch is refused whole, every bad line listed."""
+
+    MAX_REPORTED = 100
+
+    def __init__(self, problems: list[dict[str, Any]], status_code: int = 422) -> None:
+        first = problems[0]
+        super().__init__(first["message"], field=first.get("field"))
+        self.problems = problems
+        self.status_code = status_code
+        self.code = ErrorCode(first["code"])
+
+    def body(self) -> dict[str, Any]:
+        line = self.problems[0].get("line")
+        if line is None:
+            return super().body()
+        listed = self.problems[: self.MAX_REPORTED]
+        return error_body(
+            self.code, self.message, self.field, line=line, invalid_lines=len(self.problems), errors=listed
+        )
+
+
+class UnsupportedMediaType(InvalidInput):
+    """The request body's content type is not one the route reads."""
+
+    status_code = 415
+    code = ErrorCode.UNSUPPORTED_MEDIA_TYPE
 
 
 class NoCapacity(ReelForgeError):
     """No configured pool serves the requested model version / GPU / region."""
 
     status_code = 422
-    code = "no_capacity"
+    code = ErrorCode.NO_CAPACITY
 
 
 class InvalidTransition(ReelForgeError):
-    """A job-state move that the state machine forbids (e.g. a finished job moving backwards)."""
+    """A state move that its lifecycle forbids (e.g. a finished job moving backwards)."""
 
     status_code = 409
-    code = "invalid_transition"
-
-
-class Unavailable(ReelForgeError):
-    """A dependency (Redis, storage) is unreachable; retrying later may succeed."""
-
-    status_code = 503
-    code = "unavailable"
-    retryable = True
-
-
-class ModelNotAvailable(ReelForgeError):
-    """The worker cannot load the model version (weights absent from the local cache)."""
-
-    code = "model_unavailable"
-
-
-class StorageError(ReelForgeError):
-    """Upload or lookup in object storage failed."""
-
-    code = "storage"
-    retryable = True
+    code = ErrorCode.INVALID_TRANSITION
 
 
 class AlreadyFinished(ReelForgeError):
     """The job is already in a terminal state; the request changed nothing."""
 
     status_code = 409
-    code = "already_finished"
+    code = ErrorCode.ALREADY_FINISHED
 
 
-class JobTimeout(ReelForgeError):
-    """The job ran past its execution deadline."""
+class Unavailable(ReelForgeError):
+    """A dependency (Redis, the queue, storage) is unreachable; retrying later may succeed."""
 
-    code = "timeout"
+    status_code = 503
+    code = ErrorCode.UNAVAILABLE
 
 
 class WarmupTimeout(ReelForgeError):
     """No worker became warm for the target in time."""
 
     status_code = 504
-    code = "warmup_timeout"
-    retryable = True
+    code = ErrorCode.WARMUP_TIMEOUT
+
+
+class ModelNotAvailable(ReelForgeError):
+    """The worker cannot load the model version (weights absent from the local cache)."""
+
+    code = ErrorCode.MODEL_UNAVAILABLE
+
+
+class StorageError(ReelForgeError):
+    """Upload or lookup in object storage failed."""
+
+    code = ErrorCode.STORAGE
+
+
+class JobTimeout(ReelForgeError):
+    """The job ran past its execution deadline."""
+
+    code = ErrorCode.TIMEOUT

@@ -10,7 +10,8 @@ from typing import Any, Literal
 import redis
 from pydantic import BaseModel
 
-PREFIX = "rf"
+from shared import keys
+
 MAX_SAMPLES = 1000
 
 WorkerState = Literal["starting", "warm", "busy", "stopping"]
@@ -45,14 +46,6 @@ class Sample(BaseModel):
     at: float
 
 
-def _samples_key(version: str, queue: str) -> str:
-    return f"{PREFIX}:samples:{version}:{queue}"
-
-
-def _cold_key(version: str, queue: str) -> str:
-    return f"{PREFIX}:coldstarts:{version}:{queue}"
-
-
 class Fleet:
     def __init__(self, client: redis.Redis) -> None:
         self.r = client
@@ -64,60 +57,62 @@ class Fleet:
     # Heartbeats.
 
     def beat(self, hb: Heartbeat, ttl_s: float) -> None:
-        self.r.set(f"{PREFIX}:worker:{hb.worker}", hb.model_dump_json(), px=int(ttl_s * 1000))
+        self.r.set(keys.worker(hb.worker), hb.model_dump_json(), px=int(ttl_s * 1000))
 
     def forget(self, worker: str) -> None:
-        self.r.delete(f"{PREFIX}:worker:{worker}")
+        self.r.delete(keys.worker(worker))
 
     def heartbeat(self, worker: str | None) -> Heartbeat | None:
-        raw = self.r.get(f"{PREFIX}:worker:{worker}") if worker else None
+        if not worker:
+            return None
+        raw = self.r.get(keys.worker(worker))
         return Heartbeat.model_validate_json(str(raw)) if raw else None
 
     def is_alive(self, worker: str | None) -> bool:
-        return bool(worker) and bool(self.r.exists(f"{PREFIX}:worker:{worker}"))
+        return bool(worker) and bool(self.r.exists(keys.worker(str(worker))))
 
     def live(self) -> list[Heartbeat]:
-        keys = list(self.r.scan_iter(f"{PREFIX}:worker:*"))
-        raws = self.r.mget(keys) if keys else []
+        found = list(self.r.scan_iter(keys.worker("*")))
+        raws = self.r.mget(found) if found else []
         return [Heartbeat.model_validate_json(v) for v in raws if v]
 
     # Keep-warm (run_until_stopped) and prewarm requests, per pool queue.
 
     def set_keep_warm(self, queue: str, on: bool) -> None:
         if on:
-            self.r.set(f"{PREFIX}:keepwarm:{queue}", "1")
+            self.r.set(keys.keep_warm(queue), "1")
         else:
-            self.r.delete(f"{PREFIX}:keepwarm:{queue}")
+            self.r.delete(keys.keep_warm(queue))
 
     def keep_warm(self, queue: str) -> bool:
-        return bool(self.r.exists(f"{PREFIX}:keepwarm:{queue}"))
+        return bool(self.r.exists(keys.keep_warm(queue)))
 
     def request_prewarm(self, queue: str, version: str, ttl_s: float) -> None:
-        self.r.set(f"{PREFIX}:prewarm:{queue}", version, px=int(ttl_s * 1000))
+        self.r.set(keys.prewarm(queue), version, px=int(ttl_s * 1000))
 
     def prewarm_version(self, queue: str) -> str | None:
-        value = self.r.get(f"{PREFIX}:prewarm:{queue}")
+        value = self.r.get(keys.prewarm(queue))
         return None if value is None else str(value)
 
     def clear_prewarm(self, queue: str) -> None:
-        self.r.delete(f"{PREFIX}:prewarm:{queue}")
+        self.r.delete(keys.prewarm(queue))
 
     # Performance samples.
 
     def record(self, version: str, queue: str, sample: Sample) -> None:
-        key = _samples_key(version, queue)
+        key = keys.samples(version, queue)
         self.r.lpush(key, sample.model_dump_json())
         self.r.ltrim(key, 0, MAX_SAMPLES - 1)
 
     def samples(self, version: str, queue: str) -> list[Sample]:
-        raws: Any = self.r.lrange(_samples_key(version, queue), 0, -1)
+        raws: Any = self.r.lrange(keys.samples(version, queue), 0, -1)
         return [Sample.model_validate_json(v) for v in raws]
 
     def record_cold_start(self, version: str, queue: str, seconds: float) -> None:
-        key = _cold_key(version, queue)
+        key = keys.cold_starts(version, queue)
         self.r.lpush(key, json.dumps({"s": seconds, "at": time.time()}))
         self.r.ltrim(key, 0, MAX_SAMPLES - 1)
 
     def cold_starts_s(self, version: str, queue: str) -> list[float]:
-        raws: Any = self.r.lrange(_cold_key(version, queue), 0, -1)
+        raws: Any = self.r.lrange(keys.cold_starts(version, queue), 0, -1)
         return [float(json.loads(v)["s"]) for v in raws]

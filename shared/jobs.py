@@ -1,45 +1,17 @@
-"""A job's lifecycle: its states, the allowed moves between them, and the stored record.
+"""The stored job record; its states and allowed moves are in `shared.states`.
 
-All state changes go through `JobRecord.apply`, so a redelivered task can never complete a job
+All state changes go through `JobRecord.move`, so a redelivered task can never complete a job
 twice or move a finished job backwards.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-from shared.errors import InvalidTransition
 from shared.schemas import JobError, Progress, Timings, VideoResult
-
-
-class JobState(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELED = "canceled"
-    EXPIRED = "expired"
-    """Not started before its start deadline."""
-
-    @property
-    def terminal(self) -> bool:
-        return self in TERMINAL
-
-
-TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED, JobState.EXPIRED})
-
-# RUNNING -> RUNNING is a redelivery: the worker that held the job died and another takes it over.
-TRANSITIONS: dict[JobState, frozenset[JobState]] = {
-    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.FAILED, JobState.CANCELED, JobState.EXPIRED}),
-    JobState.RUNNING: frozenset({JobState.RUNNING, JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED}),
-    JobState.SUCCEEDED: frozenset(),
-    JobState.FAILED: frozenset(),
-    JobState.CANCELED: frozenset(),
-    JobState.EXPIRED: frozenset(),
-}
+from shared.states import JOB_MOVES, JobStatus, check_move
 
 
 def now() -> datetime:
@@ -52,7 +24,7 @@ class JobRecord(BaseModel):
     id: str
     owner: str
     """Fingerprint of the API key that submitted it (never the key itself)."""
-    status: JobState = JobState.QUEUED
+    status: JobStatus = JobStatus.QUEUED
     request: dict[str, object]
     gpu_type: str
     region: str
@@ -72,9 +44,7 @@ class JobRecord(BaseModel):
     result: VideoResult | None = None
     error: JobError | None = None
 
-    def move(self, to: JobState) -> None:
-        if to not in TRANSITIONS[self.status]:
-            raise InvalidTransition(f"job {self.id}: cannot move from {self.status} to {to}")
-        self.status = to
+    def move(self, to: JobStatus) -> None:
+        self.status = check_move(JOB_MOVES, self.status, to, f"job {self.id}")
         if to.terminal:
             self.finished_at = now()

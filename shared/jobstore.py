@@ -12,28 +12,15 @@ from typing import Any
 
 import redis
 
-from shared.errors import InvalidTransition, NotFound
+from shared import keys
+from shared.errors import ErrorCode, InvalidTransition, NotFound
 from shared.fleet import Fleet
-from shared.jobs import JobRecord, JobState, now
+from shared.jobs import JobRecord, now
 from shared.schemas import JobError, Progress
+from shared.states import JobStatus
 
 log = logging.getLogger(__name__)
-PREFIX = "rf"
-Listener = Callable[[JobRecord, JobState], None]
-RUNNING_KEY = f"{PREFIX}:running"
-"""Running jobs scored by their execution deadline, for the sweeper."""
-
-
-def _job_key(job_id: str) -> str:
-    return f"{PREFIX}:job:{job_id}"
-
-
-def _owner_key(owner: str) -> str:
-    return f"{PREFIX}:owner:{owner}"
-
-
-def _queue_key(queue: str) -> str:
-    return f"{PREFIX}:queued:{queue}"
+Listener = Callable[[JobRecord, JobStatus], None]
 
 
 class JobStore:
@@ -51,15 +38,15 @@ class JobStore:
         return cls(redis.Redis.from_url(url, decode_responses=True), ttl_s, max_attempts)
 
     def create(self, job: JobRecord) -> None:
-        seq = self.r.incr(f"{PREFIX}:seq")
+        seq = self.r.incr(keys.JOB_SEQUENCE)
         with self.r.pipeline() as p:
-            p.set(_job_key(job.id), job.model_dump_json(), ex=self.ttl_s)
-            p.zadd(_owner_key(job.owner), {job.id: job.created_at.timestamp()})
-            p.zadd(_queue_key(job.queue), {job.id: seq})
+            p.set(keys.job(job.id), job.model_dump_json(), ex=self.ttl_s)
+            p.zadd(keys.owner_jobs(job.owner), {job.id: job.created_at.timestamp()})
+            p.zadd(keys.queued_jobs(job.queue), {job.id: seq})
             p.execute()
 
     def get(self, job_id: str) -> JobRecord | None:
-        raw = self.r.get(_job_key(job_id))
+        raw = self.r.get(keys.job(job_id))
         return JobRecord.model_validate_json(raw) if raw else None
 
     def require(self, job_id: str) -> JobRecord:
@@ -77,9 +64,9 @@ class JobStore:
 
     def update(self, job_id: str, change: Callable[[JobRecord], None]) -> JobRecord:
         """Apply `change` atomically; it may raise InvalidTransition to abort without writing."""
-        key = _job_key(job_id)
+        key = keys.job(job_id)
         result: dict[str, JobRecord] = {}
-        before: dict[str, JobState] = {}
+        before: dict[str, JobStatus] = {}
 
         def txn(p: Any) -> None:
             raw = p.get(key)
@@ -90,12 +77,12 @@ class JobStore:
             change(job)
             p.multi()
             p.set(key, job.model_dump_json(), keepttl=True)
-            if job.status != JobState.QUEUED:
-                p.zrem(_queue_key(job.queue), job.id)
-            if job.status == JobState.RUNNING and job.started_at is not None:
-                p.zadd(RUNNING_KEY, {job.id: job.started_at.timestamp() + (job.timeout_s or 0)})
+            if job.status != JobStatus.QUEUED:
+                p.zrem(keys.queued_jobs(job.queue), job.id)
+            if job.status == JobStatus.RUNNING and job.started_at is not None:
+                p.zadd(keys.RUNNING_JOBS, {job.id: job.started_at.timestamp() + (job.timeout_s or 0)})
             else:
-                p.zrem(RUNNING_KEY, job.id)
+                p.zrem(keys.RUNNING_JOBS, job.id)
             result["job"] = job
 
         self.r.transaction(txn, key)
@@ -109,16 +96,16 @@ class JobStore:
 
     def queue_length(self, queue: str) -> int:
         """Jobs accepted for this queue and not yet started."""
-        return int(self.r.zcard(_queue_key(queue)))
+        return int(self.r.zcard(keys.queued_jobs(queue)))
 
     def queued_ids(self, queue: str) -> Iterator[str]:
-        for job_id in self.r.zscan_iter(_queue_key(queue)):
+        for job_id in self.r.zscan_iter(keys.queued_jobs(queue)):
             yield str(job_id[0])
 
     def queue_position(self, job: JobRecord) -> int | None:
-        if job.status != JobState.QUEUED:
+        if job.status != JobStatus.QUEUED:
             return None
-        rank = self.r.zrank(_queue_key(job.queue), job.id)
+        rank = self.r.zrank(keys.queued_jobs(job.queue), job.id)
         return None if rank is None else int(rank) + 1  # type: ignore[arg-type]
 
     def list_for(
@@ -129,11 +116,11 @@ class JobStore:
         top: float | str = f"({before}" if before is not None else "+inf"
         offset, batch = 0, max(limit * 2, 50)
         while len(jobs) < limit:
-            ids = self.r.zrevrangebyscore(_owner_key(owner), top, "-inf", start=offset, num=batch)
+            ids = self.r.zrevrangebyscore(keys.owner_jobs(owner), top, "-inf", start=offset, num=batch)
             if not ids:
                 break
             offset += len(ids)
-            for raw in self.r.mget([_job_key(str(i)) for i in ids]):
+            for raw in self.r.mget([keys.job(str(i)) for i in ids]):
                 if raw is None:
                     continue
                 job = JobRecord.model_validate_json(raw)
@@ -155,19 +142,20 @@ class JobStore:
         def change(job: JobRecord) -> None:
             if job.status.terminal:
                 raise _NothingToRun
-            if job.status == JobState.RUNNING and job.worker != worker and self.fleet.is_alive(job.worker):
+            if job.status == JobStatus.RUNNING and job.worker != worker and self.fleet.is_alive(job.worker):
                 raise InvalidTransition(f"job {job_id} is running on live worker {job.worker}")
-            if job.status == JobState.QUEUED and job.start_deadline_at and now() > job.start_deadline_at:
-                job.move(JobState.EXPIRED)
-                job.error = JobError(code="expired", message="not started before its start deadline")
+            if job.status == JobStatus.QUEUED and job.start_deadline_at and now() > job.start_deadline_at:
+                job.move(JobStatus.EXPIRED)
+                job.error = JobError(code=ErrorCode.EXPIRED, message="not started before its start deadline")
                 return
             if job.attempts >= self.max_attempts:
-                job.move(JobState.FAILED)
+                job.move(JobStatus.FAILED)
                 job.error = JobError(
-                    code="worker_lost", message=f"its worker was lost {job.attempts} times; not retried again"
+                    code=ErrorCode.WORKER_LOST,
+                    message=f"its worker was lost {job.attempts} times; not retried again",
                 )
                 return
-            job.move(JobState.RUNNING)
+            job.move(JobStatus.RUNNING)
             job.worker = worker
             job.attempts += 1
             job.progress = Progress()
@@ -181,7 +169,7 @@ class JobStore:
 
     def progress(self, job_id: str, worker: str, step: int, total: int) -> JobRecord:
         def change(job: JobRecord) -> None:
-            if job.status != JobState.RUNNING or job.worker != worker:
+            if job.status != JobStatus.RUNNING or job.worker != worker:
                 raise InvalidTransition(
                     f"job {job_id} is {job.status} on {job.worker}, not running on {worker}"
                 )
@@ -189,11 +177,11 @@ class JobStore:
 
         return self.update(job_id, change)
 
-    def finish(self, job_id: str, worker: str, state: JobState, **fields: Any) -> JobRecord:
+    def finish(self, job_id: str, worker: str, state: JobStatus, **fields: Any) -> JobRecord:
         """Move a job this worker runs to a terminal state, with its result or error."""
 
         def change(job: JobRecord) -> None:
-            if job.status == JobState.RUNNING and job.worker != worker:
+            if job.status == JobStatus.RUNNING and job.worker != worker:
                 raise InvalidTransition(f"job {job_id} was taken over by {job.worker}")
             job.move(state)
             for name, value in fields.items():
@@ -201,7 +189,7 @@ class JobStore:
 
         return self.update(job_id, change)
 
-    def end(self, job_id: str, state: JobState, code: str, message: str) -> JobRecord:
+    def end(self, job_id: str, state: JobStatus, code: ErrorCode, message: str) -> JobRecord:
         """Move a job to a terminal state from outside a worker (the API, the sweeper)."""
 
         def change(job: JobRecord) -> None:
@@ -218,36 +206,41 @@ class JobStore:
         for job_id in list(self.queued_ids(queue)):
             job = self.get(job_id)
             if job is None:
-                self.r.zrem(_queue_key(queue), job_id)
-            elif job.status == JobState.QUEUED and job.start_deadline_at and now() > job.start_deadline_at:
+                self.r.zrem(keys.queued_jobs(queue), job_id)
+            elif job.status == JobStatus.QUEUED and job.start_deadline_at and now() > job.start_deadline_at:
                 try:
-                    self.end(job_id, JobState.EXPIRED, "expired", "not started before its start deadline")
+                    self.end(
+                        job_id, JobStatus.EXPIRED, ErrorCode.EXPIRED, "not started before its start deadline"
+                    )
                     expired.append(job_id)
                 except InvalidTransition:
                     pass  # it started or ended meanwhile
         return expired
 
-    def reap_overdue(self, grace_s: float) -> list[tuple[str, str]]:
+    def reap_overdue(self, grace_s: float) -> list[tuple[str, ErrorCode]]:
         """End running jobs whose execution deadline passed `grace_s` ago and whose worker is alive but
         not finishing them: hung past the deadline (`timeout`), or moved on after losing the job store
         mid-job (`worker_lost`). A job whose worker is dead is left to redelivery. Returns (id, code)."""
         ended = []
         cutoff = now().timestamp() - grace_s
-        for job_id in self.r.zrangebyscore(RUNNING_KEY, "-inf", cutoff):
+        for job_id in self.r.zrangebyscore(keys.RUNNING_JOBS, "-inf", cutoff):
             job = self.get(str(job_id))
-            if job is None or job.status != JobState.RUNNING:
-                self.r.zrem(RUNNING_KEY, str(job_id))
+            if job is None or job.status != JobStatus.RUNNING:
+                self.r.zrem(keys.RUNNING_JOBS, str(job_id))
                 continue
             beat = self.fleet.heartbeat(job.worker)
             if beat is None:
                 continue
             code, message = (
-                ("timeout", "ran past its execution deadline and stopped reporting progress")
+                (ErrorCode.TIMEOUT, "ran past its execution deadline and stopped reporting progress")
                 if beat.current_job == job.id
-                else ("worker_lost", f"its worker {job.worker} stopped working on it without finishing it")
+                else (
+                    ErrorCode.WORKER_LOST,
+                    f"its worker {job.worker} stopped working on it without finishing it",
+                )
             )
             try:
-                self.end(job.id, JobState.FAILED, code, message)
+                self.end(job.id, JobStatus.FAILED, code, message)
                 ended.append((job.id, code))
             except InvalidTransition:
                 pass  # it finished meanwhile

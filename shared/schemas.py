@@ -6,20 +6,34 @@ Every rule is a 422 naming the field and the rule; nothing is silently corrected
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.catalog import CONTEXT_WINDOW_TOKENS, DEFAULT_MODEL_VERSION, GPU_TYPES, MODEL_SLUG, MODEL_VERSIONS
+from shared.errors import ErrorCode
 from shared.frames import VAE_TEMPORAL, output_frames, plan_windows
+from shared.states import DeliveryStatus, JobStatus
 from shared.tokenizer import count_tokens
 
-WebhookEvent = Literal["started", "progress", "completed"]
-JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled", "expired"]
+
+class WebhookEvent(StrEnum):
+    """What a webhook can be sent for (`webhook_events_filter`)."""
+
+    STARTED = "started"
+    PROGRESS = "progress"
+    COMPLETED = "completed"
+    """The job ended: succeeded, failed, canceled or expired."""
+
+    @property
+    def type(self) -> str:
+        """The `type` of the event's payload: `job.started`, `job.progress`, `job.completed`."""
+        return f"job.{self.value}"
 
 
 def _completed_only() -> list[WebhookEvent]:
-    return ["completed"]
+    return [WebhookEvent.COMPLETED]
 
 
 class InferenceRequest(BaseModel):
@@ -201,7 +215,7 @@ class VideoResult(BaseModel):
 
 
 class JobError(BaseModel):
-    code: str
+    code: ErrorCode
     message: str
 
 
@@ -222,7 +236,7 @@ class WebhookDelivery(BaseModel):
     """The `webhook-id` header: the same on every attempt (receivers deduplicate on it)."""
     type: str
     url: str
-    status: Literal["pending", "succeeded", "failed"]
+    status: DeliveryStatus
     created_at: datetime
     next_attempt_at: datetime | None = None
     attempts: list[WebhookAttempt] = Field(default_factory=list)

@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, IPvAnyNetwork, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.keys import pool_queue
+
 PLACEHOLDER_SECRETS = {"", "changeme", "dev-signing-secret", "rf-dev-key"}
 
 
@@ -22,7 +24,7 @@ class PoolConfig(BaseModel):
 
     @property
     def queue(self) -> str:
-        return f"reelforge.{self.gpu_type.lower()}.{self.region.lower()}"
+        return pool_queue(self.gpu_type, self.region)
 
 
 DEFAULT_POOLS = [PoolConfig(gpu_type="CPU", region="local", model_versions=["tiny-random"])]

@@ -14,8 +14,8 @@ import pytest
 import redis
 
 from shared.batchstore import BatchStore
-from shared.jobs import JobState
 from shared.jobstore import JobStore
+from shared.states import JobStatus
 from tests.conftest import BUCKET, KEY_A, KEY_B, SMALL_REQUEST, Live, wait_job
 
 pytestmark = pytest.mark.integration
@@ -262,7 +262,7 @@ def test_a_read_writes_the_manifest_the_listener_missed(live: Live, api: httpx.C
     client = redis.Redis.from_url(live.stack.env["REELFORGE_REDIS_URL"], decode_responses=True)
     bare = JobStore(client, ttl_s=3600)
     for job_id in batch["job_ids"]:
-        bare.end(job_id, JobState.CANCELED, "canceled", "ended elsewhere")
+        bare.end(job_id, JobStatus.CANCELED, "canceled", "ended elsewhere")
     record = BatchStore.of(bare).get(batch["id"])
     assert record is not None and record.manifest_key is None
 

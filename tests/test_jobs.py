@@ -14,9 +14,11 @@ import redis
 from scheduler.dev.stack import Stack, free_port
 from shared.errors import InvalidTransition
 from shared.fleet import Heartbeat
-from shared.jobs import TRANSITIONS, JobRecord, JobState, now
+from shared.jobs import JobRecord, now
 from shared.jobstore import JobStore
 from shared.schemas import JobError
+from shared.states import JOB_MOVES
+from shared.states import JobStatus
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +38,11 @@ def new_job(store: JobStore, job_id: str) -> JobRecord:
     return job
 
 
-@pytest.mark.parametrize("terminal", [JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED])
-def test_terminal_states_have_no_way_out(terminal: JobState) -> None:
-    assert TRANSITIONS[terminal] == frozenset()
+@pytest.mark.parametrize("terminal", [JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED])
+def test_terminal_states_have_no_way_out(terminal: JobStatus) -> None:
+    assert JOB_MOVES[terminal] == frozenset()
     job = JobRecord(id="x", owner="o", request={}, gpu_type="CPU", region="local", queue="q", status=terminal)
-    for target in JobState:
+    for target in JobStatus:
         with pytest.raises(InvalidTransition):
             job.move(target)
 
@@ -49,13 +51,13 @@ def test_late_redelivery_of_a_finished_job_is_ignored(store: JobStore) -> None:
     new_job(store, "j1")
     assert store.queue_position(store.require("j1")) == 1
     started = store.start("j1", "w1")
-    assert started is not None and started.status == JobState.RUNNING and started.attempts == 1
+    assert started is not None and started.status == JobStatus.RUNNING and started.attempts == 1
     assert store.queue_position(started) is None
-    store.finish("j1", "w1", JobState.SUCCEEDED)
+    store.finish("j1", "w1", JobStatus.SUCCEEDED)
     assert store.start("j1", "w2") is None
     with pytest.raises(InvalidTransition):
-        store.finish("j1", "w2", JobState.FAILED, error=JobError(code="internal", message="late"))
-    assert store.require("j1").status == JobState.SUCCEEDED
+        store.finish("j1", "w2", JobStatus.FAILED, error=JobError(code="internal", message="late"))
+    assert store.require("j1").status == JobStatus.SUCCEEDED
 
 
 def test_job_of_a_live_worker_is_not_taken_over(store: JobStore) -> None:
@@ -73,7 +75,7 @@ def test_job_of_a_live_worker_is_not_taken_over(store: JobStore) -> None:
     with pytest.raises(InvalidTransition):
         store.progress("j2", "w1", 1, 10)
     with pytest.raises(InvalidTransition, match="taken over"):
-        store.finish("j2", "w1", JobState.SUCCEEDED)
+        store.finish("j2", "w1", JobStatus.SUCCEEDED)
 
 
 def test_queue_positions_follow_submission_order(store: JobStore) -> None:
@@ -90,36 +92,36 @@ def test_start_deadline_expires_a_queued_job(store: JobStore) -> None:
     assert store.expire_overdue(job.queue) == ["late"]
     expired = store.require("late")
     assert (
-        expired.status == JobState.EXPIRED and expired.error is not None and expired.error.code == "expired"
+        expired.status == JobStatus.EXPIRED and expired.error is not None and expired.error.code == "expired"
     )
     assert store.start("late", "w") is None
     new_job(store, "late2")
     store.update("late2", lambda j: setattr(j, "start_deadline_at", j.created_at - timedelta(seconds=1)))
     ended = store.start("late2", "w")
-    assert ended is not None and ended.status == JobState.EXPIRED
+    assert ended is not None and ended.status == JobStatus.EXPIRED
 
 
 def test_a_job_that_keeps_killing_workers_fails_after_max_attempts(store: JobStore) -> None:
     new_job(store, "crashy")
     for attempt in range(1, store.max_attempts + 1):
         job = store.start("crashy", f"w{attempt}")  # each worker dies without a heartbeat
-        assert job is not None and job.status == JobState.RUNNING and job.attempts == attempt
+        assert job is not None and job.status == JobStatus.RUNNING and job.attempts == attempt
     final = store.start("crashy", "w-last")
-    assert final is not None and final.status == JobState.FAILED
+    assert final is not None and final.status == JobStatus.FAILED
     assert final.error is not None and final.error.code == "worker_lost"
 
 
 def test_cancel_moves_queued_or_running_and_refuses_finished(store: JobStore) -> None:
     new_job(store, "c1")
-    assert store.end("c1", JobState.CANCELED, "canceled", "by user").status == JobState.CANCELED
+    assert store.end("c1", JobStatus.CANCELED, "canceled", "by user").status == JobStatus.CANCELED
     assert store.start("c1", "w") is None
     new_job(store, "c2")
     store.start("c2", "w")
-    store.end("c2", JobState.CANCELED, "canceled", "by user")
+    store.end("c2", JobStatus.CANCELED, "canceled", "by user")
     with pytest.raises(InvalidTransition):
         store.progress("c2", "w", 1, 5)
     with pytest.raises(InvalidTransition, match="already canceled"):
-        store.end("c2", JobState.CANCELED, "canceled", "again")
+        store.end("c2", JobStatus.CANCELED, "canceled", "again")
 
 
 def test_scheduler_never_imports_torch_or_diffusers() -> None:
@@ -146,5 +148,5 @@ def test_sweeper_ends_overdue_jobs_of_live_workers_and_leaves_dead_ones(store: J
     running("dead", "w-dead", None)  # no heartbeat: redelivery will take it
     ended = dict(store.reap_overdue(grace_s=10))
     assert ended == {"hung": "timeout", "orphan": "worker_lost"}
-    assert store.require("dead").status == JobState.RUNNING
+    assert store.require("dead").status == JobStatus.RUNNING
     assert store.reap_overdue(grace_s=10) == []

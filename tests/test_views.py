@@ -6,9 +6,10 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from shared.jobs import JobRecord, JobState, now
+from shared.jobs import JobRecord, now
 from shared.schemas import VideoResult
 from shared.settings import Settings
+from shared.states import JobStatus
 from shared.storage import LocalStorage
 from shared.views import render_job, resign_links
 
@@ -16,7 +17,7 @@ from shared.views import render_job, resign_links
 def finished_job(ended_days_ago: float = 0) -> JobRecord:
     request = {"model_version": "tiny-random"}
     job = JobRecord(id="j", owner="o", request=request, gpu_type="CPU", region="local", queue="q")
-    job.status, job.finished_at = JobState.SUCCEEDED, now() - timedelta(days=ended_days_ago)
+    job.status, job.finished_at = JobStatus.SUCCEEDED, now() - timedelta(days=ended_days_ago)
     files = {"storage_key": "videos/j.mp4", "poster_key": "videos/j.jpg"}
     job.result = VideoResult(**files, bytes=1, frames=17, fps=24, width=32, height=16)
     return job

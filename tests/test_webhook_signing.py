@@ -21,19 +21,14 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from shared.jobs import JobRecord, JobState, now
+from shared.jobs import JobRecord, now
 from shared.schemas import Progress
 from shared.settings import Settings
-from shared.webhooks.delivery import parse_retry_after, post
-from shared.webhooks.events import (
-    SECRET_PREFIX,
-    event_for,
-    new_secret,
-    next_attempt_at,
-    retry_delay,
-    sign,
-    signed_headers,
-)
+from shared.states import JobStatus
+from shared.webhooks.deliveries import next_attempt_at, retry_delay
+from shared.webhooks.events import event_for
+from shared.webhooks.sender import parse_retry_after, post
+from shared.webhooks.signing import SECRET_PREFIX, new_secret, sign, signed_headers
 from shared.webhooks.urlsafety import UnsafeURL, address_problem, check_url
 
 LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
@@ -331,7 +326,7 @@ def test_retries_stop_at_the_window() -> None:
     assert next_attempt_at(s, now() - timedelta(seconds=3595), 1, lambda: 1.0) is None
 
 
-def _job(status: JobState, step: int = 0) -> JobRecord:
+def _job(status: JobStatus, step: int = 0) -> JobRecord:
     job = JobRecord(id="j", owner="o", request={}, gpu_type="CPU", region="local", queue="q", status=status)
     job.progress = Progress(step=step, total=4)
     return job
@@ -340,16 +335,16 @@ def _job(status: JobState, step: int = 0) -> JobRecord:
 @pytest.mark.parametrize(
     ("after", "before", "step", "event"),
     [
-        (JobState.RUNNING, JobState.QUEUED, 0, "started"),
-        (JobState.RUNNING, JobState.RUNNING, 2, "progress"),
-        (JobState.RUNNING, JobState.RUNNING, 0, None),  # a takeover by another worker
-        (JobState.SUCCEEDED, JobState.RUNNING, 4, "completed"),
-        (JobState.FAILED, JobState.RUNNING, 1, "completed"),
-        (JobState.CANCELED, JobState.QUEUED, 0, "completed"),
-        (JobState.EXPIRED, JobState.QUEUED, 0, "completed"),
+        (JobStatus.RUNNING, JobStatus.QUEUED, 0, "started"),
+        (JobStatus.RUNNING, JobStatus.RUNNING, 2, "progress"),
+        (JobStatus.RUNNING, JobStatus.RUNNING, 0, None),  # a takeover by another worker
+        (JobStatus.SUCCEEDED, JobStatus.RUNNING, 4, "completed"),
+        (JobStatus.FAILED, JobStatus.RUNNING, 1, "completed"),
+        (JobStatus.CANCELED, JobStatus.QUEUED, 0, "completed"),
+        (JobStatus.EXPIRED, JobStatus.QUEUED, 0, "completed"),
     ],
 )
-def test_events_from_state_changes(after: JobState, before: JobState, step: int, event: str | None) -> None:
+def test_events_from_state_changes(after: JobStatus, before: JobStatus, step: int, event: str | None) -> None:
     assert event_for(_job(after, step), before) == event
 
 

@@ -17,13 +17,14 @@ import numpy as np
 import torch
 from diffusers import SkyReelsV2DiffusionForcingPipeline
 
-from shared.errors import InvalidInput, InvalidTransition, JobTimeout, ReelForgeError
+from shared.errors import ErrorCode, InvalidInput, InvalidTransition, JobTimeout, ReelForgeError
 from shared.fleet import Fleet, Sample
 from shared.frames import plan_windows
-from shared.jobs import JobRecord, JobState
+from shared.jobs import JobRecord
 from shared.jobstore import JobStore
 from shared.schemas import InferenceRequest, JobError
 from shared.settings import Settings
+from shared.states import JobStatus
 from shared.storage import Storage
 from workers.models import load_pipeline, revision_of
 from workers.results import publish, sidecar
@@ -159,9 +160,9 @@ class JobRunner:
         if job is None:
             log.info("job %s already finished; redelivery ignored", job_id)
             return
-        if job.status != JobState.RUNNING:
+        if job.status != JobStatus.RUNNING:
             log.warning("job %s ended %s before running: %s", job_id, job.status, job.error)
-            if job.status == JobState.FAILED and job.error:
+            if job.status == JobStatus.FAILED and job.error:
                 self._sample(job_id, str(job.request.get("model_version")), "failed", job.error.code)
             return
         self.current_job = job_id
@@ -177,7 +178,7 @@ class JobRunner:
             out_of_memory = f"GPU out of memory: {exc}"
         except Exception as exc:
             log.exception("job %s failed", job_id)
-            self._fail(job, "internal", f"{type(exc).__name__}: {exc}")
+            self._fail(job, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
         finally:
             self.current_job = None
         if out_of_memory is not None:
@@ -186,7 +187,7 @@ class JobRunner:
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            self._fail(job, "out_of_memory", out_of_memory)
+            self._fail(job, ErrorCode.OUT_OF_MEMORY, out_of_memory)
 
     def _execute(self, job: JobRecord, req: InferenceRequest) -> None:
         job_id = job.id
@@ -227,7 +228,7 @@ class JobRunner:
         timings = timings.model_copy(update={"encode_s": round(encode_s, 3), "upload_s": round(upload_s, 3)})
         t3 = time.perf_counter()
         # Succeeded only now, after the upload is confirmed.
-        self.store.finish(job_id, self.worker, JobState.SUCCEEDED, result=result, timings=timings)
+        self.store.finish(job_id, self.worker, JobStatus.SUCCEEDED, result=result, timings=timings)
         self._sample(
             job_id,
             req.model_version,
@@ -240,7 +241,7 @@ class JobRunner:
     def _fail(self, job: JobRecord, code: str, message: str) -> None:
         try:
             self.store.finish(
-                job.id, self.worker, JobState.FAILED, error=JobError(code=code, message=message)
+                job.id, self.worker, JobStatus.FAILED, error=JobError(code=code, message=message)
             )
         except InvalidTransition as exc:
             log.warning("job %s: not marking failed: %s", job.id, exc)
@@ -249,7 +250,7 @@ class JobRunner:
 
     def _sample(self, job_id: str, version: str, status: str, code: str | None, **ms: float) -> None:
         # Peak GPU memory only where this job ran on the GPU (reset at its start); none otherwise.
-        ran = bool(ms) or code not in (None, "worker_lost")
+        ran = bool(ms) or code not in (None, ErrorCode.WORKER_LOST)
         peak = int(torch.cuda.max_memory_allocated()) if torch.cuda.is_available() and ran else None
         sample = Sample.model_validate(
             {

@@ -25,11 +25,11 @@ from scheduler.submission import accept_job, create_job, plan_job
 from scheduler.views import job_view
 from shared.broker import make_celery, restore_unacked
 from shared.catalog import MODEL_SLUG
-from shared.errors import AlreadyFinished, InvalidTransition, NotFound, ReelForgeError
-from shared.jobs import JobState
+from shared.errors import AlreadyFinished, ErrorCode, InvalidTransition, NotFound, ReelForgeError
 from shared.jobstore import JobStore
 from shared.schemas import FieldRuleError, InferenceRequest, JobPage, JobView, describe_error
 from shared.settings import Settings, get_settings
+from shared.states import JobStatus
 from shared.storage import LocalStorage, make_storage
 from shared.webhooks.events import make_emitter
 
@@ -137,7 +137,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """A queued job never starts; a running one stops at its next denoising iteration."""
         app.state.store.owned(job_id, owner)
         try:
-            job = app.state.store.end(job_id, JobState.CANCELED, "canceled", "canceled at the user's request")
+            job = app.state.store.end(
+                job_id, JobStatus.CANCELED, ErrorCode.CANCELED, "canceled at the user's request"
+            )
         except InvalidTransition as exc:
             raise AlreadyFinished(
                 f"job {job_id} already {app.state.store.require(job_id).status}; nothing changed"
@@ -147,7 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/v1/jobs")
     def list_jobs(
         owner: Owner,
-        status: Annotated[JobState | None, Query()] = None,
+        status: Annotated[JobStatus | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
         cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     ) -> JobPage:

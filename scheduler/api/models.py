@@ -17,7 +17,7 @@ from scheduler.api.auth import owner_of
 from scheduler.routing import choose_pool
 from shared.broker import WarmupMessage, enqueue_warmup
 from shared.catalog import DEFAULT_MODEL_VERSION, MODEL_SLUG, MODEL_VERSIONS
-from shared.errors import InvalidInput, NotFound, WarmupTimeout
+from shared.errors import ErrorCode, InvalidInput, NotFound, WarmupTimeout
 from shared.fleet import Fleet, Heartbeat
 from shared.reliability import TargetStats, cost_usd, fastest, lowest_cost, request_ms_p50, target_stats
 from shared.settings import PoolConfig, Settings
@@ -213,7 +213,9 @@ def install_runtime_routes(app: FastAPI) -> None:
         rows = [target_stats(p, samples[p.queue], f.cold_starts_s(model_version, p.queue)) for p in pools]
         status_counts = dict(Counter(r.status for r in rows))
         failures = dict(
-            Counter(s.code or "internal" for p in pools for s in samples[p.queue] if s.status == "failed")
+            Counter(
+                s.code or ErrorCode.INTERNAL for p in pools for s in samples[p.queue] if s.status == "failed"
+            )
         )
         supported = sum(1 for r in rows if r.status == "works")
         filters = {

@@ -8,7 +8,7 @@ from fastapi import Depends, FastAPI
 
 from scheduler.api.auth import owner_of
 from shared.schemas import RotateSecretRequest, WebhookSecret
-from shared.webhooks.events import SecretStore
+from shared.webhooks.signing import SecretStore
 
 Owner = Annotated[str, Depends(owner_of)]
 

@@ -11,8 +11,7 @@ from typing import Any
 import httpx
 
 from shared.catalog import MODEL_SLUG
-
-TERMINAL = {"succeeded", "failed", "canceled", "expired"}
+from shared.states import JobStatus
 
 
 class ApiError(RuntimeError):
@@ -52,7 +51,7 @@ class Client:
         while True:
             job = self.job(job_id)
             on_update(job)
-            if job["status"] in TERMINAL:
+            if JobStatus(job["status"]).terminal:
                 return job
             if time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} still {job['status']} after {timeout_s:.0f}s")

@@ -20,6 +20,8 @@ from pathlib import Path
 import httpx
 import redis
 
+from shared import keys
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -106,7 +108,7 @@ class Stack:
         proc = self.spawn(name, [sys.executable, "-m", "workers"], env)
         url = self.env["REELFORGE_REDIS_URL"]
         client = redis.Redis.from_url(url)
-        key = f"rf:worker:{name}@reelforge"
+        key = keys.worker(f"{name}@reelforge")
         wait_until(lambda: bool(client.exists(key)), 90, f"worker {name}", proc)
         client.close()
         return proc
@@ -114,11 +116,11 @@ class Stack:
     def start_delivery(self, name: str = "delivery") -> subprocess.Popen:
         """The webhook delivery worker (no torch): its own queue, threads for slow receivers."""
         argv = [sys.executable, "-m", "celery", "-A", "shared.webhooks.delivery", "worker"]
-        argv += ["-Q", "reelforge.webhooks", "-P", "threads", "-c", "8", "-n", f"{name}@reelforge"]
+        argv += ["-Q", keys.WEBHOOK_QUEUE, "-P", "threads", "-c", "8", "-n", f"{name}@reelforge"]
         argv += ["--without-gossip", "--without-mingle"]
         proc = self.spawn(name, argv)
         client = redis.Redis.from_url(self.env["REELFORGE_REDIS_URL"])
-        key = f"rf:webhooks:consumer:{name}@reelforge"  # set by its poller once the worker is ready
+        key = keys.webhook_consumer(f"{name}@reelforge")  # set by its poller once the worker is ready
         wait_until(lambda: bool(client.exists(key)), 60, f"webhook delivery worker {name}", proc)
         client.close()
         return proc

@@ -1,0 +1,145 @@
+"""Every Redis key, Celery queue and task name ReelForge uses, built in this one module.
+
+A reader who wants to know what lives in Redis reads this page; the rest of the code imports these
+functions and never spells a key out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+PREFIX = "rf"
+
+# Celery queues and task names.
+
+QUEUE_PREFIX = "reelforge"
+WEBHOOK_QUEUE = f"{QUEUE_PREFIX}.webhooks"
+"""The webhook delivery worker's queue (no GPU, no torch)."""
+GENERATE_TASK = f"{QUEUE_PREFIX}.generate"
+WARMUP_TASK = f"{QUEUE_PREFIX}.warmup"
+DELIVER_TASK = f"{QUEUE_PREFIX}.webhook.deliver"
+
+
+def pool_queue(gpu_type: str, region: str) -> str:
+    """A GPU pool's Celery queue (a Redis list of the same name): `reelforge.<gpu>.<region>`."""
+    return f"{QUEUE_PREFIX}.{gpu_type.lower()}.{region.lower()}"
+
+
+# Jobs (shared.jobstore).
+
+
+def job(job_id: str) -> str:
+    """The job record (JSON), the API's source of truth."""
+    return f"{PREFIX}:job:{job_id}"
+
+
+def owner_jobs(owner: str) -> str:
+    """Sorted set of an API key's job ids by creation time (listing, newest first)."""
+    return f"{PREFIX}:owner:{owner}"
+
+
+def queued_jobs(queue: str) -> str:
+    """Sorted set of a pool's queued job ids by submission order (queue positions)."""
+    return f"{PREFIX}:queued:{queue}"
+
+
+RUNNING_JOBS = f"{PREFIX}:running"
+"""Sorted set of running job ids by execution deadline, for the sweeper."""
+JOB_SEQUENCE = f"{PREFIX}:seq"
+"""Counter giving queued jobs their order."""
+
+
+# Workers and pools (shared.fleet).
+
+
+def worker(name: str) -> str:
+    """A worker's heartbeat (JSON); lapses one heartbeat period after the last beat."""
+    return f"{PREFIX}:worker:{name}"
+
+
+def keep_warm(queue: str) -> str:
+    """Present while a pool is kept warm (`run_until_stopped`)."""
+    return f"{PREFIX}:keepwarm:{queue}"
+
+
+def prewarm(queue: str) -> str:
+    """The model version a pending prewarm asks a pool's next worker to load."""
+    return f"{PREFIX}:prewarm:{queue}"
+
+
+def samples(version: str, queue: str) -> str:
+    """List of finished runs (JSON) of one target, newest first: reliability, estimates, routing."""
+    return f"{PREFIX}:samples:{version}:{queue}"
+
+
+def cold_starts(version: str, queue: str) -> str:
+    """List of recorded cold starts of one target, newest first."""
+    return f"{PREFIX}:coldstarts:{version}:{queue}"
+
+
+# Idempotency (scheduler.idempotency).
+
+
+def idempotency(owner: str, key: str) -> str:
+    """An `Idempotency-Key` reservation; the client's key is hashed, never stored as sent."""
+    return f"{PREFIX}:idem:{owner}:{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+# Batches (shared.batchstore).
+
+
+def batch(batch_id: str) -> str:
+    """Hash: owner, size, timestamps, manifest key."""
+    return f"{PREFIX}:batch:{batch_id}"
+
+
+def batch_jobs(batch_id: str) -> str:
+    """List of the batch's job ids in submission order."""
+    return f"{batch(batch_id)}:jobs"
+
+
+def batch_lines(batch_id: str) -> str:
+    """List of each job's line in the submission, parallel to `batch_jobs`."""
+    return f"{batch(batch_id)}:lines"
+
+
+def batch_ended(batch_id: str) -> str:
+    """Set of the batch's jobs that have ended."""
+    return f"{batch(batch_id)}:ended"
+
+
+def batch_manifest_claim(batch_id: str) -> str:
+    """SET NX claim held by whichever process writes the manifest."""
+    return f"{batch(batch_id)}:manifest-claim"
+
+
+# Webhooks (shared.webhooks).
+
+
+def webhook_secret(owner: str) -> str:
+    """Hash: an API key's current signing secret and, during a rotation's overlap, the previous one."""
+    return f"{PREFIX}:whsec:{owner}"
+
+
+def webhook_deliveries(job_id: str) -> str:
+    """Hash of a job's webhook deliveries, one field per delivery id."""
+    return f"{PREFIX}:webhooks:{job_id}"
+
+
+WEBHOOKS_DUE = f"{PREFIX}:webhooks:due"
+"""Sorted set of `<job id>:<delivery id>` by the time its next attempt is due."""
+
+
+def webhook_progress_gate(job_id: str) -> str:
+    """Present for one progress interval after a job's `progress` event: at most one per interval."""
+    return f"{PREFIX}:whprogress:{job_id}"
+
+
+def webhook_attempt_lock(delivery_id: str) -> str:
+    """Held while one attempt of a delivery is being made."""
+    return f"{PREFIX}:whlock:{delivery_id}"
+
+
+def webhook_consumer(worker_name: str) -> str:
+    """Present while a delivery worker's poller runs."""
+    return f"{PREFIX}:webhooks:consumer:{worker_name}"
