@@ -16,27 +16,23 @@ import json
 import logging
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import Depends, FastAPI, Query, Request
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
-from scheduler.api.auth import owner_of
-from scheduler.submission import Signals, accept_job, plan_job
-from shared.batchstore import BatchRecord, BatchStore, BatchTracker
-from shared.errors import ErrorCode, InvalidTransition, NotFound, ReelForgeError
+from scheduler.routing import Signals
+from scheduler.services import Services
+from scheduler.submission import accept_job, plan_job
+from shared.batchstore import BatchRecord
+from shared.errors import ErrorCode, InvalidLines, InvalidTransition, NotFound, ReelForgeError
 from shared.jobs import JobRecord
 from shared.schemas import InferenceRequest, describe_error
 from shared.states import JobStatus
 
 log = logging.getLogger(__name__)
-Owner = Annotated[str, Depends(owner_of)]
 JSONL_TYPES = frozenset(
     {"application/x-ndjson", "application/jsonl", "application/x-jsonlines", "application/jsonlines"}
 )
-MAX_REPORTED_ERRORS = 100
 
 
 class BatchCounts(BaseModel):
@@ -88,26 +84,6 @@ class BatchView(BaseModel):
     links: BatchLinks
 
 
-class BatchRejected(Exception):
-    """Lines that break a rule; the batch is refused whole."""
-
-    def __init__(self, errors: list[dict[str, Any]], status_code: int = 422) -> None:
-        super().__init__(errors[0]["message"])
-        self.errors = errors
-        self.status_code = status_code
-
-    def body(self) -> dict[str, Any]:
-        first = self.errors[0]
-        error: dict[str, Any] = {"code": first["code"], "message": first["message"]}
-        for name in ("line", "field"):
-            if first.get(name) is not None:
-                error[name] = first[name]
-        if first.get("line") is not None:
-            error["invalid_lines"] = len(self.errors)
-            error["errors"] = self.errors[:MAX_REPORTED_ERRORS]
-        return {"error": error}
-
-
 def _problem(
     rule: str, *, line: int | None = None, field: str | None = None, code: str = "invalid_input"
 ) -> dict:
@@ -116,14 +92,15 @@ def _problem(
     return {"code": code, "line": line, "field": field, "rule": rule, "message": message}
 
 
-def _refuse(rule: str, field: str | None = None, status_code: int = 422) -> BatchRejected:
-    return BatchRejected([_problem(rule, field=field)], status_code)
+def _refuse(rule: str, field: str | None = None, status_code: int = 422) -> InvalidLines:
+    """A problem with the whole body (not one line)."""
+    return InvalidLines([_problem(rule, field=field)], status_code)
 
 
 # Parsing: the body's forms to (line, object) pairs and defaults.
 
 
-def _parse_body(
+def parse_body(
     content_type: str, raw: bytes, query_defaults: str | None
 ) -> tuple[list[tuple[int, Any]], dict]:
     defaults: dict[str, Any] | None = None
@@ -192,10 +169,10 @@ class _NotJson:
 
 
 def plan_batch(
-    app: FastAPI, owner: str, items: list[tuple[int, Any]], defaults: dict[str, Any], batch_id: str
+    services: Services, owner: str, items: list[tuple[int, Any]], defaults: dict[str, Any], batch_id: str
 ) -> list[tuple[int, JobRecord]]:
-    """Every line validated and routed, or BatchRejected listing every bad line. Stores nothing."""
-    limit = app.state.settings.batch_max_requests
+    """Every line validated and routed, or InvalidLines listing every bad line. Stores nothing."""
+    limit = services.settings.batch_max_requests
     if not items:
         raise _refuse("must hold at least one request", "requests")
     if len(items) > limit:
@@ -204,7 +181,7 @@ def plan_batch(
         )
     planned: list[tuple[int, JobRecord]] = []
     problems: list[dict[str, Any]] = []
-    signals: Signals = {}
+    signals: dict[str, Signals] = {}
     for line, item in items:
         if isinstance(item, _NotJson):
             problems.append(_problem(f"not valid JSON: {item.reason}", line=line))
@@ -219,37 +196,39 @@ def plan_batch(
             problems.append(_problem(rule, line=line, field=field))
             continue
         try:
-            planned.append((line, plan_job(app, owner, body, batch_id, signals)))
+            planned.append(
+                (line, plan_job(services.store, services.settings, owner, body, batch_id, signals))
+            )
         except ReelForgeError as exc:
             rule = exc.message.removeprefix(f"{exc.field}: ") if exc.field else exc.message
             problems.append(_problem(rule, line=line, field=exc.field, code=exc.code))
     if problems:
-        raise BatchRejected(problems)
+        raise InvalidLines(problems)
     return planned
 
 
 def submit_batch(
-    app: FastAPI, owner: str, items: list[tuple[int, Any]], defaults: dict[str, Any]
+    services: Services, owner: str, items: list[tuple[int, Any]], defaults: dict[str, Any]
 ) -> BatchView:
     batch_id = uuid.uuid4().hex
-    planned = plan_batch(app, owner, items, defaults, batch_id)
-    batches: BatchStore = app.state.batches.batches
+    planned = plan_batch(services, owner, items, defaults, batch_id)
+    batches = services.batches.batches
     batches.create(batch_id, owner, [job.id for _, job in planned], [line for line, _ in planned])
     for created, (_, job) in enumerate(planned):
         try:
-            accept_job(app, job)
+            accept_job(services.store, services.celery, job)
         except Exception:
-            _abandon(app, batch_id, [j for _, j in planned[:created]], job)
+            _abandon(services, batch_id, [j for _, j in planned[:created]], job)
             raise
-    return batch_view(app, batches.get(batch_id))
+    return batch_view(services, batches.get(batch_id))
 
 
-def _abandon(app: FastAPI, batch_id: str, accepted: list[JobRecord], failed: JobRecord) -> None:
+def _abandon(services: Services, batch_id: str, accepted: list[JobRecord], failed: JobRecord) -> None:
     """A job could not be queued: the batch keeps the jobs that exist, the queued ones are canceled
     (the caller is told the submission failed and will send it again), and it completes."""
-    store = app.state.store
+    store = services.store
     exists = accepted + ([failed] if store.get(failed.id) is not None else [])
-    batches: BatchStore = app.state.batches.batches
+    batches = services.batches.batches
     batches.truncate(batch_id, len(exists))
     if not exists:
         return
@@ -264,10 +243,10 @@ def _abandon(app: FastAPI, batch_id: str, accepted: list[JobRecord], failed: Job
 # Reading.
 
 
-def batch_view(app: FastAPI, batch: BatchRecord | None) -> BatchView:
+def batch_view(services: Services, batch: BatchRecord | None) -> BatchView:
     if batch is None:
         raise NotFound("batch not found")
-    tracker: BatchTracker = app.state.batches
+    tracker = services.batches
     records = tracker.batches.jobs(batch)
     if batch.manifest_key is None:
         # The listener writes the manifest as the last job ends; this covers a process that died
@@ -286,7 +265,7 @@ def batch_view(app: FastAPI, batch: BatchRecord | None) -> BatchView:
         ended += job.status.terminal
     manifest = None
     if batch.manifest_key is not None:
-        url, expires = app.state.storage.url(batch.manifest_key)
+        url, expires = services.storage.url(batch.manifest_key)
         manifest = BatchManifest(
             storage_key=batch.manifest_key,
             url=url,
@@ -299,7 +278,7 @@ def batch_view(app: FastAPI, batch: BatchRecord | None) -> BatchView:
         status: Literal["in_progress", "finalizing", "completed"] = "completed"
     else:
         status = "finalizing" if ended == total else "in_progress"
-    base = f"{app.state.settings.public_base_url.rstrip('/')}/v1/batches/{batch.id}"
+    base = f"{services.settings.public_base_url.rstrip('/')}/v1/batches/{batch.id}"
     return BatchView(
         id=batch.id,
         status=status,
@@ -316,18 +295,18 @@ def batch_view(app: FastAPI, batch: BatchRecord | None) -> BatchView:
     )
 
 
-def _owned(app: FastAPI, batch_id: str, owner: str) -> BatchRecord:
-    batch = app.state.batches.batches.get(batch_id)
+def owned_batch(services: Services, batch_id: str, owner: str) -> BatchRecord:
+    batch = services.batches.batches.get(batch_id)
     if batch is None or batch.owner != owner:
         raise NotFound(f"batch {batch_id} not found")
     return batch
 
 
-def cancel_batch(app: FastAPI, batch_id: str, owner: str) -> BatchView:
-    batch = _owned(app, batch_id, owner)
-    store = app.state.store
-    app.state.batches.batches.mark_canceled(batch_id)
-    for job in app.state.batches.batches.jobs(batch):
+def cancel_batch(services: Services, batch_id: str, owner: str) -> BatchView:
+    batch = owned_batch(services, batch_id, owner)
+    store = services.store
+    services.batches.batches.mark_canceled(batch_id)
+    for job in services.batches.batches.jobs(batch):
         if job is None or job.status.terminal:
             continue
         with contextlib.suppress(InvalidTransition):  # it ended meanwhile
@@ -337,60 +316,4 @@ def cancel_batch(app: FastAPI, batch_id: str, owner: str) -> BatchView:
                 ErrorCode.CANCELED,
                 f"batch {batch_id} canceled at the user's request",
             )
-    return batch_view(app, _owned(app, batch_id, owner))
-
-
-_BODY_DOC: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "oneOf": [
-                        {"type": "array", "items": {"type": "object"}},
-                        {
-                            "type": "object",
-                            "properties": {
-                                "defaults": {"type": "object"},
-                                "requests": {"type": "array", "items": {"type": "object"}},
-                            },
-                            "required": ["requests"],
-                        },
-                    ]
-                }
-            },
-            "application/x-ndjson": {"schema": {"type": "string", "description": "one request per line"}},
-        },
-    }
-}
-
-
-def install_batch_routes(app: FastAPI) -> None:
-    """The batch routes, and the listener that writes manifests for jobs this process ends."""
-    app.state.batches = BatchTracker.attach(app.state.store, app.state.storage)
-
-    @app.exception_handler(BatchRejected)
-    async def on_rejected(_: Request, exc: BatchRejected) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status_code)
-
-    @app.post("/v1/batches", status_code=202, openapi_extra=_BODY_DOC)
-    async def submit(
-        request: Request,
-        owner: Owner,
-        defaults: Annotated[
-            str | None, Query(description="JSON object of request fields every line starts from")
-        ] = None,
-    ) -> BatchView:
-        """Validate every line (schema, then routing), then create one job per line."""
-        content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-        items, merged_defaults = _parse_body(content_type, await request.body(), defaults)
-        return await run_in_threadpool(submit_batch, app, owner, items, merged_defaults)
-
-    @app.get("/v1/batches/{batch_id}")
-    def get_batch(batch_id: str, owner: Owner) -> BatchView:
-        return batch_view(app, _owned(app, batch_id, owner))
-
-    @app.post("/v1/batches/{batch_id}/cancel")
-    def cancel(batch_id: str, owner: Owner) -> BatchView:
-        """Cancel every job of the batch not yet finished; finished ones are left as they are."""
-        return cancel_batch(app, batch_id, owner)
+    return batch_view(services, owned_batch(services, batch_id, owner))

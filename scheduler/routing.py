@@ -1,17 +1,145 @@
-"""Which pool (GPU type + region → Celery queue) a job goes to.
+"""Which pool (GPU type + region -> Celery queue) a job goes to, and the per-target figures it ranks by.
 
 Policy, when the request names no `gpu_type`/`region`: among the pools that serve the model
 version, a pool with a worker warm on that version first (no cold start); then the fastest by p50
 request time measured on our own runs of that version; pools with no runs yet after those, by the
 catalog's model time (types it never measured last); then by queue name for a stable choice.
 A request naming `gpu_type` and/or `region` is held to pools matching them.
+
+A target is one model version on one pool. Its figures (reliability, speed, cost) come from the runs
+recorded in `shared.fleet`; nothing here is a fixed number, and rows without history say so.
 """
 
 from __future__ import annotations
 
+import math
+
+from pydantic import BaseModel
+
 from shared.catalog import GPU_TYPES
 from shared.errors import InvalidInput, NoCapacity
+from shared.fleet import Fleet, Heartbeat, Sample
 from shared.settings import PoolConfig
+from shared.states import PoolState, WorkerState
+
+Signals = tuple[set[str], dict[str, float]]
+"""Warm queues and measured p50 request times (ms) per queue, for one model version."""
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+class TargetStats(BaseModel):
+    gpu_type: str
+    region: str
+    queue: str
+    status: str
+    """`works` (a success on record), `failing` (only failures), `not probed` (no runs yet)."""
+    samples: int
+    observed_success_rate: float | None
+    request_ms_p50: float | None
+    request_ms_p95: float | None
+    model_ms_p50: float | None
+    model_ms_p95: float | None
+    cold_start_ms_p50: float | None
+    peak_gpu_memory_gb: float | None
+    cost_per_gpu_hour_usd: float | None
+    estimated_warm_request_cost_usd: float | None
+
+
+def cost_usd(ms: float | None, per_hour: float | None) -> float | None:
+    if ms is None or per_hour is None:
+        return None
+    return round(ms / 3_600_000 * per_hour, 6)
+
+
+def request_ms_p50(samples: list[Sample]) -> float | None:
+    """p50 request time of the successful runs: what automatic routing and "fastest" rank by."""
+    return percentile(
+        [s.request_ms for s in samples if s.status == "succeeded" and s.request_ms is not None], 50
+    )
+
+
+def target_stats(pool: PoolConfig, samples: list[Sample], cold_starts_s: list[float]) -> TargetStats:
+    ok = [s for s in samples if s.status == "succeeded"]
+    request_ms = [s.request_ms for s in ok if s.request_ms is not None]
+    model_ms = [s.model_ms for s in ok if s.model_ms is not None]
+    peaks = [s.peak_gpu_memory_bytes for s in samples if s.peak_gpu_memory_bytes]
+    gpu = GPU_TYPES.get(pool.gpu_type)
+    per_hour = gpu.cost_per_gpu_hour_usd if gpu else None
+    p50 = request_ms_p50(samples)
+    cold = percentile([c * 1000 for c in cold_starts_s], 50)
+    return TargetStats(
+        gpu_type=pool.gpu_type,
+        region=pool.region,
+        queue=pool.queue,
+        status="works" if ok else ("failing" if samples else "not probed"),
+        samples=len(samples),
+        observed_success_rate=round(len(ok) / len(samples), 4) if samples else None,
+        request_ms_p50=p50,
+        request_ms_p95=percentile(request_ms, 95),
+        model_ms_p50=percentile(model_ms, 50),
+        model_ms_p95=percentile(model_ms, 95),
+        cold_start_ms_p50=None if cold is None else round(cold, 1),
+        peak_gpu_memory_gb=round(max(peaks) / 2**30, 3) if peaks else None,
+        cost_per_gpu_hour_usd=per_hour,
+        estimated_warm_request_cost_usd=cost_usd(p50, per_hour),
+    )
+
+
+def fastest(rows: list[TargetStats]) -> TargetStats | None:
+    works = [t for t in rows if t.status == "works" and t.request_ms_p50 is not None]
+    return min(works, key=lambda t: (t.request_ms_p50, t.queue)) if works else None
+
+
+def lowest_cost(rows: list[TargetStats]) -> TargetStats | None:
+    priced = [t for t in rows if t.status == "works" and t.estimated_warm_request_cost_usd is not None]
+    return (
+        min(priced, key=lambda t: (t.estimated_warm_request_cost_usd, t.request_ms_p50, t.queue))
+        if priced
+        else None
+    )
+
+
+def pool_state(version: str, pool: PoolConfig, live: list[Heartbeat], fleet: Fleet) -> PoolState:
+    """`warm`: a live worker has the version loaded; `starting`: a worker is booting or loading it,
+    or a prewarm is pending; `cold`: neither."""
+    mine = [hb for hb in live if hb.queue == pool.queue and hb.state != WorkerState.STOPPING]
+    if any(hb.model_version == version for hb in mine):
+        return PoolState.WARM
+    if mine or fleet.prewarm_version(pool.queue) == version:
+        return PoolState.STARTING
+    return PoolState.COLD
+
+
+def routing_signals(fleet: Fleet, pools: list[PoolConfig], version: str) -> Signals:
+    """Warm pools for `version` and measured p50 request times: what automatic routing ranks by."""
+    live = fleet.live()
+    serving = targets(pools, version)
+    warm = {p.queue for p in serving if pool_state(version, p, live, fleet) == PoolState.WARM}
+    p50s = {p.queue: request_ms_p50(fleet.samples(version, p.queue)) for p in serving}
+    return warm, {queue: ms for queue, ms in p50s.items() if ms is not None}
+
+
+def targets(
+    pools: list[PoolConfig], version: str, gpu_type: str | None = None, region: str | None = None
+) -> list[PoolConfig]:
+    return [
+        p
+        for p in pools
+        if version in p.model_versions
+        and (gpu_type is None or p.gpu_type == gpu_type)
+        and (region is None or p.region == region)
+    ]
+
+
+def stats_for(fleet: Fleet, version: str, pool: PoolConfig) -> TargetStats:
+    return target_stats(pool, fleet.samples(version, pool.queue), fleet.cold_starts_s(version, pool.queue))
 
 
 def _catalog_time(pool: PoolConfig) -> float:

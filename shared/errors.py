@@ -18,7 +18,6 @@ class ErrorCode(StrEnum):
     NO_CAPACITY = "no_capacity"
     INVALID_TRANSITION = "invalid_transition"
     ALREADY_FINISHED = "already_finished"
-    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     UNAVAILABLE = "unavailable"
     WARMUP_TIMEOUT = "warmup_timeout"
     INTERNAL = "internal"
@@ -96,13 +95,6 @@ class InvalidLines(InvalidInput):
         return error_body(
             self.code, self.message, self.field, line=line, invalid_lines=len(self.problems), errors=listed
         )
-
-
-class UnsupportedMediaType(InvalidInput):
-    """The request body's content type is not one the route reads."""
-
-    status_code = 415
-    code = ErrorCode.UNSUPPORTED_MEDIA_TYPE
 
 
 class NoCapacity(ReelForgeError):

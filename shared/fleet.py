@@ -11,10 +11,10 @@ import redis
 from pydantic import BaseModel
 
 from shared import keys
+from shared.errors import ErrorCode
+from shared.states import WorkerState
 
 MAX_SAMPLES = 1000
-
-WorkerState = Literal["starting", "warm", "busy", "stopping"]
 
 
 class Heartbeat(BaseModel):
@@ -38,7 +38,7 @@ class Sample(BaseModel):
 
     job_id: str
     status: Literal["succeeded", "failed"]
-    code: str | None = None
+    code: ErrorCode | None = None
     model_ms: float | None = None
     request_ms: float | None = None
     """Start of execution to confirmed upload."""

@@ -17,8 +17,7 @@ from shared.fleet import Heartbeat
 from shared.jobs import JobRecord, now
 from shared.jobstore import JobStore
 from shared.schemas import JobError
-from shared.states import JOB_MOVES
-from shared.states import JobStatus
+from shared.states import JOB_MOVES, JobStatus
 
 
 @pytest.fixture(scope="module")

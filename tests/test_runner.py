@@ -10,7 +10,8 @@ import pytest
 
 from shared.schemas import InferenceRequest
 from workers.encoding import encode_mp4
-from workers.runner import PipelineHolder, count_iterations, generate
+from workers.pipeline import PipelineHolder
+from workers.runner import count_iterations, render_frames
 
 BASE = {"prompt": "a red kite over the sea", "model_version": "tiny-random", "width": 32, "height": 16}
 A = InferenceRequest.model_validate(BASE | {"num_frames": 37, "causal_block_size": 5, "ar_step": 5, "seed": 1,
@@ -32,7 +33,7 @@ def run(holder: PipelineHolder, req: InferenceRequest, sampler: str = "fast") ->
         steps += 1
 
     pipe = holder.get(req.model_version)
-    return generate(pipe, req, sampler, on_step), steps
+    return render_frames(pipe, req, sampler, on_step), steps
 
 
 @pytest.mark.parametrize("sampler", ["fast", "pipeline"])

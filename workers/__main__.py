@@ -4,7 +4,7 @@ import os
 import socket
 import sys
 
-from workers.tasks import app, settings
+from workers.tasks import celery_app, settings
 
 if __name__ == "__main__":
     name = (
@@ -18,4 +18,4 @@ if __name__ == "__main__":
         "--loglevel",
         os.environ.get("REELFORGE_LOG_LEVEL", "INFO"),
     ]
-    app.worker_main([*argv, *sys.argv[1:]])
+    celery_app.worker_main([*argv, *sys.argv[1:]])

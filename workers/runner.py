@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import gc
 import logging
-import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,56 +24,10 @@ from shared.schemas import InferenceRequest, JobError
 from shared.settings import Settings
 from shared.states import JobStatus
 from shared.storage import Storage
-from workers.models import load_pipeline, revision_of
+from workers.pipeline import PipelineHolder
 from workers.results import publish, sidecar
 
 log = logging.getLogger(__name__)
-
-
-class PipelineHolder:
-    """The loaded pipeline of this process, kept across jobs; loading another version replaces it."""
-
-    def __init__(self, device: str, hf_home: Path | None) -> None:
-        self.device = device
-        self.hf_home = hf_home
-        self.version: str | None = None
-        self.loading: str | None = None
-        self.pipe: SkyReelsV2DiffusionForcingPipeline | None = None
-        self.default_block_size = 1
-        self.cold_start_s: float | None = None
-        self.loaded_at: float | None = None
-        self.revision = "unloaded"
-        # A preload thread and the task thread may both ask for a version: load it once.
-        self._lock = threading.Lock()
-
-    @property
-    def is_loaded(self) -> bool:
-        return self.pipe is not None
-
-    def get(self, version: str) -> SkyReelsV2DiffusionForcingPipeline:
-        """The pipeline for `version`, loading it on first use (a cold start)."""
-        with self._lock:
-            return self._get(version)
-
-    def _get(self, version: str) -> SkyReelsV2DiffusionForcingPipeline:
-        if self.pipe is None or self.version != version:
-            self.pipe, self.version = None, None  # drop the old weights before loading new ones
-            self.loading = version
-            t0 = time.perf_counter()
-            try:
-                self.pipe = load_pipeline(version, self.device, self.hf_home)
-            finally:
-                self.loading = None
-            self.cold_start_s = round(time.perf_counter() - t0, 3)
-            self.loaded_at = time.time()
-            self.version = version
-            self.default_block_size = int(self.pipe.transformer.config.num_frame_per_block)
-            self.revision = revision_of(version, self.pipe)
-        # `_set_ar_attention` writes causal_block_size into the transformer config and it persists:
-        # reset it so no request inherits the previous one's.
-        self.pipe.transformer.register_to_config(num_frame_per_block=self.default_block_size)
-        self.pipe._interrupt = False
-        return self.pipe
 
 
 def count_iterations(pipe: SkyReelsV2DiffusionForcingPipeline, req: InferenceRequest) -> int:
@@ -91,7 +43,7 @@ def count_iterations(pipe: SkyReelsV2DiffusionForcingPipeline, req: InferenceReq
     return total
 
 
-def generate(
+def render_frames(
     pipe: SkyReelsV2DiffusionForcingPipeline,
     req: InferenceRequest,
     sampler: str,
@@ -122,9 +74,9 @@ def generate(
     }
     out: Any
     if sampler == "fast":
-        from workers.sampler import generate as fast_generate
+        import workers.sampler as fast_sampler
 
-        out = fast_generate(pipe, **kwargs, compile_blocks=compile_blocks)
+        out = fast_sampler.generate(pipe, **kwargs, compile_blocks=compile_blocks)
     else:
         out = pipe(**kwargs)
     return np.asarray(out.frames[0])
@@ -215,7 +167,7 @@ class JobRunner:
             # Raises InvalidTransition once the job was canceled: generation stops at this iteration.
             self.store.progress(job_id, self.worker, done, total)
 
-        frames = generate(pipe, req, self.settings.sampler, on_step, self.settings.compile_blocks)
+        frames = render_frames(pipe, req, self.settings.sampler, on_step, self.settings.compile_blocks)
         check_deadline()
         t1 = time.perf_counter()
         if frames.shape[0] != req.output_num_frames:

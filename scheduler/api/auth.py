@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from fastapi import Request
-
 from shared.errors import Unauthorized
 
 UNAUTHORIZED_MESSAGE = (
@@ -34,8 +32,3 @@ def check_key(header: str | None, keys: list[str]) -> str:
     if not matched:
         raise Unauthorized(UNAUTHORIZED_MESSAGE)
     return fingerprint(presented.strip())
-
-
-def owner_of(request: Request) -> str:
-    """FastAPI dependency: the authenticated caller's fingerprint."""
-    return check_key(request.headers.get("authorization"), request.app.state.settings.api_keys)

@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter
 
-from fastapi import Depends, FastAPI
-
-from scheduler.api.auth import owner_of
+from scheduler.api.deps import Owner, ServicesDep
 from shared.schemas import RotateSecretRequest, WebhookSecret
-from shared.webhooks.signing import SecretStore
 
-Owner = Annotated[str, Depends(owner_of)]
+router = APIRouter(tags=["webhooks"])
 
 
-def install_webhook_routes(app: FastAPI) -> None:
-    secrets = SecretStore(app.state.store.r, app.state.settings.webhook_secret_overlap_s)
-    app.state.webhook_secrets = secrets
+@router.get("/v1/webhooks/secret")
+def webhook_secret(owner: Owner, services: ServicesDep) -> WebhookSecret:
+    """The `whsec_...` secret that signs this API key's webhooks (created on first use)."""
+    return services.secrets.current(owner)
 
-    @app.get("/v1/webhooks/secret")
-    def webhook_secret(owner: Owner) -> WebhookSecret:
-        """The `whsec_...` secret that signs this API key's webhooks (created on first use)."""
-        return secrets.current(owner)
 
-    @app.post("/v1/webhooks/secret/rotate")
-    def rotate_webhook_secret(owner: Owner, body: RotateSecretRequest | None = None) -> WebhookSecret:
-        """A new secret; the previous one keeps signing too until `previous_expires_at`."""
-        return secrets.rotate(owner, body.overlap_s if body else None)
+@router.post("/v1/webhooks/secret/rotate")
+def rotate_webhook_secret(
+    owner: Owner, services: ServicesDep, body: RotateSecretRequest | None = None
+) -> WebhookSecret:
+    """A new secret; the previous one keeps signing too until `previous_expires_at`."""
+    return services.secrets.rotate(owner, body.overlap_s if body else None)

@@ -1,0 +1,66 @@
+"""The API process's services, built once: settings, the job store, the Celery app, storage, and the
+stores and listeners the routes and the sweeper use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+from celery import Celery
+
+from scheduler.idempotency import IdempotencyStore
+from shared.batchstore import BatchTracker
+from shared.broker import make_celery
+from shared.jobs import JobRecord
+from shared.jobstore import JobStore
+from shared.schemas import JobView
+from shared.settings import Settings
+from shared.storage import Storage, make_storage
+from shared.views import render_job
+from shared.webhooks.deliveries import job_deliveries
+from shared.webhooks.events import make_emitter
+from shared.webhooks.signing import SecretStore
+
+
+@dataclass
+class Services:
+    """The API process's connections and stores, created once in `create_app`."""
+
+    settings: Settings
+    store: JobStore
+    celery: Celery
+    storage: Storage
+    idempotency: IdempotencyStore
+    batches: BatchTracker
+    secrets: SecretStore
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        store = JobStore.from_url(settings.redis_url, settings.job_ttl_s, settings.max_attempts)
+        celery = make_celery(settings)
+        storage = make_storage(settings)
+        # Cancel and expiry happen here: their webhooks are enqueued and batch manifests written from here.
+        store.listeners.append(make_emitter(celery, settings, client=store.r, storage=storage))
+        return cls(
+            settings=settings,
+            store=store,
+            celery=celery,
+            storage=storage,
+            idempotency=IdempotencyStore(store.r, settings.idempotency_ttl_s),
+            batches=BatchTracker.attach(store, storage),
+            secrets=SecretStore(store.r, settings.webhook_secret_overlap_s),
+        )
+
+    @property
+    def redis(self) -> redis.Redis:
+        return self.store.r
+
+    def view(self, job: JobRecord) -> JobView:
+        """The job as the API shows it: queue position, webhook deliveries, links signed now."""
+        return render_job(
+            job,
+            self.settings,
+            self.storage,
+            queue_position=self.store.queue_position(job),
+            webhooks=job_deliveries(self.store.r, job),
+        )
