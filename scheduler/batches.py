@@ -97,9 +97,6 @@ def _refuse(rule: str, field: str | None = None, status_code: int = 422) -> Inva
     return InvalidLines([_problem(rule, field=field)], status_code)
 
 
-# Parsing: the body's forms to (line, object) pairs and defaults.
-
-
 def parse_body(
     content_type: str, raw: bytes, query_defaults: str | None
 ) -> tuple[list[tuple[int, Any]], dict]:
@@ -163,9 +160,6 @@ def parse_body(
 class _NotJson:
     def __init__(self, reason: str) -> None:
         self.reason = reason
-
-
-# Validation and creation.
 
 
 def plan_batch(
@@ -238,9 +232,6 @@ def _abandon(services: Services, batch_id: str, accepted: list[JobRecord], faile
             store.end(
                 job.id, JobStatus.CANCELED, ErrorCode.CANCELED, f"batch {batch_id} could not be fully queued"
             )
-
-
-# Reading.
 
 
 def batch_view(services: Services, batch: BatchRecord | None) -> BatchView:

@@ -27,8 +27,7 @@ def check_request(body: InferenceRequest, settings: Settings) -> None:
             check_url(body.webhook_url, settings.webhook_allowed_networks)
         except UnsafeURL as exc:
             raise InvalidInput(f"webhook_url: {exc.rule}", field="webhook_url") from exc
-    if body.timeout_s is not None and body.timeout_s >= settings.visibility_timeout_s:
-        # A task still running when its visibility timeout lapses is handed out again.
+    if body.timeout_s is not None and not settings.within_visibility_timeout(body.timeout_s):
         raise InvalidInput(
             f"timeout_s: must be below {settings.visibility_timeout_s}s, the queue's visibility timeout "
             "(REELFORGE_VISIBILITY_TIMEOUT_S)",

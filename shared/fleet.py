@@ -54,8 +54,6 @@ class Fleet:
     def from_url(cls, url: str) -> Fleet:
         return cls(redis.Redis.from_url(url, decode_responses=True))
 
-    # Heartbeats.
-
     def beat(self, hb: Heartbeat, ttl_s: float) -> None:
         self.r.set(keys.worker(hb.worker), hb.model_dump_json(), px=int(ttl_s * 1000))
 
@@ -76,8 +74,6 @@ class Fleet:
         raws = self.r.mget(found) if found else []
         return [Heartbeat.model_validate_json(v) for v in raws if v]
 
-    # Keep-warm (run_until_stopped) and prewarm requests, per pool queue.
-
     def set_keep_warm(self, queue: str, on: bool) -> None:
         if on:
             self.r.set(keys.keep_warm(queue), "1")
@@ -96,8 +92,6 @@ class Fleet:
 
     def clear_prewarm(self, queue: str) -> None:
         self.r.delete(keys.prewarm(queue))
-
-    # Performance samples.
 
     def record(self, version: str, queue: str, sample: Sample) -> None:
         key = keys.samples(version, queue)

@@ -130,8 +130,6 @@ class JobStore:
                         break
         return jobs
 
-    # Transitions used by workers and the API.
-
     def start(self, job_id: str, worker: str) -> JobRecord | None:
         """Claim the job for `worker`: the record, RUNNING; or ended here `expired` (start deadline
         passed) or `failed` (its workers kept dying); None when it had already finished.

@@ -62,11 +62,11 @@ class InferenceRequest(BaseModel):
     start_deadline_s: float | None = Field(None, gt=0, le=7 * 24 * 3600)
     """Seconds the job may wait in the queue before it ends `expired` (default: settings)."""
     timeout_s: float | None = Field(None, gt=0, le=24 * 3600)
+    """Execution deadline in seconds: past it the job ends `failed`, code `timeout` (default: settings)."""
     webhook_url: str | None = Field(None, max_length=2048)
     """Where signed job events are POSTed (Standard Webhooks)."""
     webhook_events_filter: list[WebhookEvent] = Field(default_factory=_completed_only, min_length=1)
     """Which events to send: `started`, `progress`, `completed` (succeeded, failed, canceled, expired)."""
-    """Execution deadline in seconds: past it the job ends `failed`, code `timeout` (default: settings)."""
 
     @field_validator("prompt")
     @classmethod
@@ -116,19 +116,19 @@ class InferenceRequest(BaseModel):
         for name in ("width", "height"):
             value = getattr(self, name)
             if value % 16:
-                raise _field_error(name, f"must be a multiple of 16, got {value}")
+                raise FieldRuleError(name, f"must be a multiple of 16, got {value}")
             if not spec.min_side <= value <= spec.max_side:
-                raise _field_error(
+                raise FieldRuleError(
                     name,
                     f"must be within {spec.min_side}..{spec.max_side} for {self.model_version}, got {value}",
                 )
         if self.num_frames > spec.max_num_frames:
-            raise _field_error(
+            raise FieldRuleError(
                 "num_frames",
                 f"must be at most {spec.max_num_frames} for {self.model_version}, got {self.num_frames}",
             )
         if self.num_frames > self.base_num_frames and self.overlap_history is None:
-            raise _field_error(
+            raise FieldRuleError(
                 "overlap_history",
                 f"required when num_frames ({self.num_frames}) exceeds base_num_frames "
                 f"({self.base_num_frames}): long videos are generated in overlapping windows "
@@ -138,11 +138,11 @@ class InferenceRequest(BaseModel):
             plan_windows(self.num_frames, self.base_num_frames, self.overlap_history, self.causal_block_size)
         except ValueError as exc:
             name, _, rule = str(exc).partition(": ")
-            raise _field_error(name, rule) from exc
+            raise FieldRuleError(name, rule) from exc
         for name in ("prompt", "negative_prompt"):
             tokens = count_tokens(getattr(self, name), self.model_version)
             if tokens > CONTEXT_WINDOW_TOKENS:
-                raise _field_error(
+                raise FieldRuleError(
                     name, f"is {tokens} tokens; the model's context window is {CONTEXT_WINDOW_TOKENS} tokens"
                 )
         return self
@@ -162,10 +162,6 @@ class FieldRuleError(ValueError):
         super().__init__(f"{field}: {rule}")
         self.field = field
         self.rule = rule
-
-
-def _field_error(field: str, rule: str) -> FieldRuleError:
-    return FieldRuleError(field, rule)
 
 
 def describe_error(err: Any) -> tuple[str, str]:

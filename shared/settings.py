@@ -169,10 +169,14 @@ class Settings(BaseSettings):
                 raise ValueError("REELFORGE_SIGNING_SECRET: set a real secret in production")
             if any(k in PLACEHOLDER_SECRETS for k in self.api_keys):
                 raise ValueError("REELFORGE_API_KEYS: the dev key is refused in production")
-            if self.execution_timeout_s >= self.visibility_timeout_s:
-                # A task still running when its visibility timeout lapses is handed out again.
+            if not self.within_visibility_timeout(self.execution_timeout_s):
                 raise ValueError("REELFORGE_EXECUTION_TIMEOUT_S must be below REELFORGE_VISIBILITY_TIMEOUT_S")
         return self
+
+    def within_visibility_timeout(self, timeout_s: float) -> bool:
+        """Whether a job with this execution timeout finishes before its task is handed out again: the
+        broker redelivers a task still unacknowledged after the visibility timeout."""
+        return timeout_s < self.visibility_timeout_s
 
     @property
     def worker_queue(self) -> str:

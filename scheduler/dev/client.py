@@ -57,13 +57,6 @@ class Client:
                 raise TimeoutError(f"job {job_id} still {job['status']} after {timeout_s:.0f}s")
             time.sleep(poll_s)
 
-    def submit_batch(
-        self, requests: list[dict[str, Any]], defaults: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        """A batch from request objects (each starts from `defaults`)."""
-        body = {"defaults": defaults or {}, "requests": requests}
-        return self._json(self.http.post("/v1/batches", json=body))
-
     def submit_batch_jsonl(
         self, jsonl: str | bytes, defaults: dict[str, Any] | None = None
     ) -> dict[str, Any]:
@@ -74,9 +67,6 @@ class Client:
 
     def batch(self, batch_id: str) -> dict[str, Any]:
         return self._json(self.http.get(f"/v1/batches/{batch_id}"))
-
-    def cancel_batch(self, batch_id: str) -> dict[str, Any]:
-        return self._json(self.http.post(f"/v1/batches/{batch_id}/cancel"))
 
     def wait_batch(
         self,
