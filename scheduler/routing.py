@@ -13,6 +13,7 @@ recorded in `shared.fleet`; nothing here is a fixed number, and rows without his
 from __future__ import annotations
 
 import math
+import time
 
 from pydantic import BaseModel
 
@@ -117,12 +118,28 @@ def pool_state(version: str, pool: PoolConfig, live: list[Heartbeat], fleet: Fle
     return PoolState.COLD
 
 
+P50_TTL_S = 5.0
+"""How long one process reuses a target's p50: a target keeps up to 1,000 runs, and parsing them on
+every submission would make its cost grow with the history."""
+_p50_memo: dict[tuple[int, str, str], tuple[float, float | None]] = {}
+
+
+def measured_p50(fleet: Fleet, version: str, queue: str) -> float | None:
+    """The target's p50 request time, re-read from its samples at most every `P50_TTL_S`."""
+    key, now = (id(fleet.r), version, queue), time.monotonic()
+    cached = _p50_memo.get(key)
+    if cached is None or cached[0] < now:
+        cached = (now + P50_TTL_S, request_ms_p50(fleet.samples(version, queue)))
+        _p50_memo[key] = cached
+    return cached[1]
+
+
 def routing_signals(fleet: Fleet, pools: list[PoolConfig], version: str) -> Signals:
     """Warm pools for `version` and measured p50 request times: what automatic routing ranks by."""
-    live = fleet.live()
     serving = targets(pools, version)
+    live = fleet.live(p.queue for p in serving)
     warm = {p.queue for p in serving if pool_state(version, p, live, fleet) == PoolState.WARM}
-    p50s = {p.queue: request_ms_p50(fleet.samples(version, p.queue)) for p in serving}
+    p50s = {p.queue: measured_p50(fleet, version, p.queue) for p in serving}
     return warm, {queue: ms for queue, ms in p50s.items() if ms is not None}
 
 

@@ -22,9 +22,8 @@ log = logging.getLogger(__name__)
 
 def sweep(services: Services) -> None:
     settings, store = services.settings, services.store
-    for pool in settings.pools:
-        for job_id in store.expire_overdue(pool.queue):
-            log.info("job %s expired before it started", job_id)
+    for job_id in store.expire_overdue():
+        log.info("job %s expired before it started", job_id)
     for job_id, code in store.reap_overdue(settings.reap_grace_s):
         log.warning("job %s ended %s by the sweeper", job_id, code)
     restore_unacked(services.celery)

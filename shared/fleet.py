@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import redis
@@ -46,6 +47,10 @@ class Sample(BaseModel):
     at: float
 
 
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 class Fleet:
     def __init__(self, client: redis.Redis) -> None:
         self.r = client
@@ -55,10 +60,17 @@ class Fleet:
         return cls(redis.Redis.from_url(url, decode_responses=True))
 
     def beat(self, hb: Heartbeat, ttl_s: float) -> None:
-        self.r.set(keys.worker(hb.worker), hb.model_dump_json(), px=int(ttl_s * 1000))
+        ttl_ms = int(ttl_s * 1000)
+        with self.r.pipeline() as p:
+            p.set(keys.worker(hb.worker), hb.model_dump_json(), px=ttl_ms)
+            p.zadd(keys.pool_workers(hb.queue), {hb.worker: _now_ms() + ttl_ms})
+            p.execute()
 
-    def forget(self, worker: str) -> None:
-        self.r.delete(keys.worker(worker))
+    def forget(self, worker: str, queue: str) -> None:
+        with self.r.pipeline() as p:
+            p.delete(keys.worker(worker))
+            p.zrem(keys.pool_workers(queue), worker)
+            p.execute()
 
     def heartbeat(self, worker: str | None) -> Heartbeat | None:
         if not worker:
@@ -69,9 +81,19 @@ class Fleet:
     def is_alive(self, worker: str | None) -> bool:
         return bool(worker) and bool(self.r.exists(keys.worker(str(worker))))
 
-    def live(self) -> list[Heartbeat]:
-        found = list(self.r.scan_iter(keys.worker("*")))
-        raws = self.r.mget(found) if found else []
+    def live(self, queues: Iterable[str]) -> list[Heartbeat]:
+        """Live workers of these pools: one sorted-set read per pool (lapsed entries pruned) and one
+        MGET, so the cost follows the number of live workers, not the size of the keyspace."""
+        queues = list(dict.fromkeys(queues))
+        if not queues:
+            return []
+        now_ms = _now_ms()
+        with self.r.pipeline() as p:
+            for queue in queues:
+                p.zremrangebyscore(keys.pool_workers(queue), "-inf", now_ms)
+                p.zrange(keys.pool_workers(queue), 0, -1)
+            names = [name for members in p.execute()[1::2] for name in members]
+        raws = self.r.mget([keys.worker(n) for n in names]) if names else []
         return [Heartbeat.model_validate_json(v) for v in raws if v]
 
     def set_keep_warm(self, queue: str, on: bool) -> None:

@@ -38,6 +38,11 @@ def owner_jobs(owner: str) -> str:
     return f"{PREFIX}:owner:{owner}"
 
 
+def owner_jobs_in(owner: str, status: str) -> str:
+    """Sorted set of an API key's job ids in one status by creation time (listing by status)."""
+    return f"{PREFIX}:owner:{owner}:{status}"
+
+
 def queued_jobs(queue: str) -> str:
     """Sorted set of a pool's queued job ids by submission order (queue positions)."""
     return f"{PREFIX}:queued:{queue}"
@@ -45,6 +50,8 @@ def queued_jobs(queue: str) -> str:
 
 RUNNING_JOBS = f"{PREFIX}:running"
 """Sorted set of running job ids by execution deadline, for the sweeper."""
+START_DEADLINES = f"{PREFIX}:startdeadlines"
+"""Sorted set of queued job ids by start deadline, for the sweeper's expiry."""
 JOB_SEQUENCE = f"{PREFIX}:seq"
 """Counter giving queued jobs their order."""
 
@@ -55,6 +62,12 @@ JOB_SEQUENCE = f"{PREFIX}:seq"
 def worker(name: str) -> str:
     """A worker's heartbeat (JSON); lapses one heartbeat period after the last beat."""
     return f"{PREFIX}:worker:{name}"
+
+
+def pool_workers(queue: str) -> str:
+    """Sorted set of a pool's workers by the time their heartbeat lapses: live workers are read per
+    pool, pruned on read, never by scanning the keyspace."""
+    return f"{PREFIX}:workers:{queue}"
 
 
 def keep_warm(queue: str) -> str:

@@ -68,7 +68,7 @@ def test_job_of_a_live_worker_is_not_taken_over(store: JobStore) -> None:
     store.start("j2", "w1")
     with pytest.raises(InvalidTransition, match="live worker"):
         store.start("j2", "w2")
-    store.fleet.forget("w1")
+    store.fleet.forget("w1", "q")
     taken = store.start("j2", "w2")
     assert taken is not None and taken.worker == "w2" and taken.attempts == 2
     with pytest.raises(InvalidTransition):
@@ -86,9 +86,9 @@ def test_queue_positions_follow_submission_order(store: JobStore) -> None:
 
 
 def test_start_deadline_expires_a_queued_job(store: JobStore) -> None:
-    job = new_job(store, "late")
+    new_job(store, "late")
     store.update("late", lambda j: setattr(j, "start_deadline_at", j.created_at - timedelta(seconds=1)))
-    assert store.expire_overdue(job.queue) == ["late"]
+    assert store.expire_overdue() == ["late"]
     expired = store.require("late")
     assert (
         expired.status == JobStatus.EXPIRED and expired.error is not None and expired.error.code == "expired"

@@ -28,7 +28,7 @@ def test_killed_worker_job_is_redelivered_and_succeeds_once(live: Live, api: htt
         time.sleep(0.05)
     live.stack.kill("w-doomed", signal.SIGKILL)
     killed = time.monotonic()
-    while any(hb.worker == "w-doomed@reelforge" for hb in fleet(live).live()):
+    while any(hb.worker == "w-doomed@reelforge" for hb in fleet(live).live(["reelforge.cpu.redelivery"])):
         time.sleep(0.05)
     # It stops counting within one heartbeat period (REELFORGE_WORKER_HEARTBEAT_S=2 in the test stack).
     assert time.monotonic() - killed <= 2.2

@@ -102,7 +102,7 @@ def request_shutdown(life: WorkerLife) -> None:
     """Warm shutdown: Celery stops consuming, requeues what it prefetched, and the process exits,
     which frees the GPU. The liveness key goes first so the pool reads as cold at once."""
     log.info("idle for %.0fs: shutting down", life.settings.worker_idle_timeout_s)
-    life.store.fleet.forget(life.name)
+    life.store.fleet.forget(life.name, life.queue)
     os.kill(os.getpid(), signal.SIGTERM)
 
 

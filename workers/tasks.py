@@ -63,7 +63,7 @@ def _on_ready(sender: Any = None, **_: Any) -> None:
 def _on_shutdown(**_: Any) -> None:
     if _life is not None:
         _life.stop.set()
-        _life.store.fleet.forget(_life.name)
+        _life.store.fleet.forget(_life.name, _life.queue)
 
 
 @celery_app.task(name=keys.GENERATE_TASK, bind=True, max_retries=None)

@@ -184,8 +184,9 @@ def status(
     slug: str, services: ServicesDep, version: Annotated[str, Query()] = DEFAULT_MODEL_VERSION
 ) -> FamilyStatus:
     _check(slug, version, "version")
-    live = services.store.fleet.live()
-    pools = [_pool_status(services, version, p, live) for p in targets(services.settings.pools, version)]
+    serving = targets(services.settings.pools, version)
+    live = services.store.fleet.live(p.queue for p in serving)
+    pools = [_pool_status(services, version, p, live) for p in serving]
     states = {p.status for p in pools}
     overall = next((s for s in (PoolState.WARM, PoolState.STARTING) if s in states), PoolState.COLD)
     return FamilyStatus(slug=slug, version=version, status=overall, pools=pools)
@@ -197,7 +198,7 @@ def _wait_warm(services: Services, version: str, pool: PoolConfig) -> int:
     t0 = time.monotonic()
     fleet.request_prewarm(pool.queue, version, ttl_s=timeout_s)
     enqueue_warmup(services.celery, pool.queue, WarmupMessage(model_version=version))
-    while pool_state(version, pool, fleet.live(), fleet) != PoolState.WARM:
+    while pool_state(version, pool, fleet.live([pool.queue]), fleet) != PoolState.WARM:
         if time.monotonic() > t0 + timeout_s:
             raise WarmupTimeout(
                 f"no worker became warm on {pool.gpu_type}/{pool.region} within {timeout_s:g}s"
@@ -258,7 +259,8 @@ def inference_routes(
             f"no route for {model_version} on gpu_type={gpu_type or 'any'} region={region or 'any'}; "
             f"targets serving it: {served or 'none'}"
         )
-    live, fleet, route = services.store.fleet.live(), services.store.fleet, f"/v1/inference/{slug}"
+    fleet, route = services.store.fleet, f"/v1/inference/{slug}"
+    live = fleet.live(p.queue for p in pools)
     routes = [
         InferenceRoute(
             route=route,

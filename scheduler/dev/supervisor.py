@@ -57,7 +57,7 @@ class Supervisor:
         return [name for mp in self.pools if mp.pool.queue == queue for name, _ in mp.children]
 
     def tick(self) -> None:
-        live = self.fleet.live()
+        live = self.fleet.live(mp.pool.queue for mp in self.pools)
         for mp in self.pools:
             queue = mp.pool.queue
             live_names = {hb.worker for hb in live if hb.queue == queue}
