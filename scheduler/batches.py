@@ -97,49 +97,84 @@ def _refuse(rule: str, field: str | None = None, status_code: int = 422) -> Inva
     return InvalidLines([_problem(rule, field=field)], status_code)
 
 
+def load_json(text: str) -> Any:
+    """JSON, or ValueError saying why not: malformed, nested too deeply, or a number too long."""
+    try:
+        return json.loads(text)
+    except RecursionError as exc:
+        raise ValueError("nested too deeply") from exc
+    except ValueError as exc:  # JSONDecodeError, and integers past Python's digit limit
+        raise ValueError(str(exc)) from exc
+
+
+def _jsonl_items(text: str, line_limit: int) -> list[tuple[int, Any]]:
+    items: list[tuple[int, Any]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        if len(line.encode()) > line_limit:
+            items.append((number, _NotJson(f"longer than {line_limit} bytes (REELFORGE_MAX_BODY_BYTES)")))
+            continue
+        try:
+            items.append((number, load_json(line)))
+        except ValueError as exc:
+            items.append((number, _NotJson(str(exc))))
+    return items
+
+
+def _json_items(text: str) -> tuple[list[tuple[int, Any]], Any]:
+    """The lines of a JSON body, and its `defaults` if it has them (None otherwise)."""
+    try:
+        body = load_json(text)
+    except ValueError as exc:
+        raise _refuse(f"not valid JSON: {exc}", "body") from exc
+    defaults = None
+    if isinstance(body, dict):
+        unknown = sorted(set(body) - {"defaults", "requests"})
+        if unknown or "requests" not in body:
+            raise _refuse(
+                'expected a JSON array of requests or {"defaults": {...}, "requests": [...]}'
+                + (f"; unknown keys: {', '.join(unknown)}" if unknown else ""),
+                "body",
+            )
+        defaults, body = body.get("defaults"), body["requests"]
+    if not isinstance(body, list):
+        raise _refuse("must be a JSON array of requests", "requests")
+    return list(enumerate(body, start=1)), defaults
+
+
+def _checked_defaults(defaults: Any) -> dict[str, Any]:
+    if defaults is None:
+        return {}
+    if not isinstance(defaults, dict):
+        raise _refuse("must be a JSON object of request fields", "defaults")
+    unknown = sorted(set(defaults) - set(InferenceRequest.model_fields))
+    if unknown:
+        raise _refuse(f"unknown fields {', '.join(unknown)}; not part of the request schema", "defaults")
+    return defaults
+
+
 def parse_body(
-    content_type: str, raw: bytes, query_defaults: str | None
-) -> tuple[list[tuple[int, Any]], dict]:
-    defaults: dict[str, Any] | None = None
+    content_type: str, raw: bytes, query_defaults: str | None, line_limit: int
+) -> tuple[list[tuple[int, Any]], dict[str, Any]]:
+    """The body's (line, object) pairs and the defaults every line starts from."""
+    defaults: Any = None
     if query_defaults is not None:
         try:
-            defaults = json.loads(query_defaults)
-        except json.JSONDecodeError as exc:
+            defaults = load_json(query_defaults)
+        except ValueError as exc:
             raise _refuse(f"not valid JSON: {exc}", "defaults") from exc
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise _refuse(f"not UTF-8: {exc}", "body") from exc
     if content_type in JSONL_TYPES:
-        items: list[tuple[int, Any]] = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                items.append((number, json.loads(line)))
-            except json.JSONDecodeError as exc:
-                items.append((number, _NotJson(str(exc))))
+        items = _jsonl_items(text, line_limit)
     elif content_type == "application/json":
-        try:
-            body = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise _refuse(f"not valid JSON: {exc}", "body") from exc
-        if isinstance(body, dict):
-            unknown = sorted(set(body) - {"defaults", "requests"})
-            if unknown or "requests" not in body:
-                raise _refuse(
-                    'expected a JSON array of requests or {"defaults": {...}, "requests": [...]}'
-                    + (f"; unknown keys: {', '.join(unknown)}" if unknown else ""),
-                    "body",
-                )
-            if "defaults" in body:
-                if defaults is not None:
-                    raise _refuse("given both in the body and as a query parameter; give one", "defaults")
-                defaults = body["defaults"]
-            body = body["requests"]
-        if not isinstance(body, list):
-            raise _refuse("must be a JSON array of requests", "requests")
-        items = list(enumerate(body, start=1))
+        items, in_body = _json_items(text)
+        if in_body is not None and defaults is not None:
+            raise _refuse("given both in the body and as a query parameter; give one", "defaults")
+        defaults = in_body if in_body is not None else defaults
     else:
         raise _refuse(
             f"unsupported content type {content_type!r}: send application/json (an array of requests "
@@ -147,14 +182,7 @@ def parse_body(
             "content-type",
             415,
         )
-    if defaults is None:
-        defaults = {}
-    if not isinstance(defaults, dict):
-        raise _refuse("must be a JSON object of request fields", "defaults")
-    unknown = sorted(set(defaults) - set(InferenceRequest.model_fields))
-    if unknown:
-        raise _refuse(f"unknown fields {', '.join(unknown)}; not part of the request schema", "defaults")
-    return items, defaults
+    return items, _checked_defaults(defaults)
 
 
 class _NotJson:

@@ -1,6 +1,21 @@
-"""Celery app for Flower (`celery -A scheduler.flower flower`): the broker from settings, no worker code."""
+"""Celery app for Flower (`celery -A scheduler.flower flower --basic-auth=...`): the broker from settings,
+the pool queues declared so Flower's broker view lists them, and no worker code.
 
+Flower never runs open: every place that starts it passes `--basic-auth` from
+`REELFORGE_FLOWER_BASIC_AUTH`. Flower 2.2 leaves `/metrics` outside its own authentication; it is put
+behind it here, so an unauthenticated scrape gets 401 like the UI.
+"""
+
+import tornado.web
+from flower.views.monitor import Metrics
+from kombu import Queue
+
+from shared import keys
 from shared.broker import make_celery
 from shared.settings import get_settings
 
-app = make_celery(get_settings())
+settings = get_settings()
+app = make_celery(settings)
+app.conf.task_queues = [Queue(p.queue) for p in settings.pools] + [Queue(keys.WEBHOOK_QUEUE)]
+
+Metrics.get = tornado.web.authenticated(Metrics.get)

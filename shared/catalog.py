@@ -11,6 +11,9 @@ MODEL_SLUG = "skywork-skyreels-v2"
 DEFAULT_MODEL_VERSION = "df-1-3b-540p-diffusers"
 CONTEXT_WINDOW_TOKENS = 512
 """UMT5's context window: the pipeline truncates longer prompts silently, so the API refuses them."""
+PROMPT_MAX_CHARS = 10_000
+"""Checked before tokenizing, so no request can make the API tokenize megabytes: 512 tokens of any
+real prompt are far fewer characters."""
 
 
 @dataclass(frozen=True)
@@ -23,22 +26,53 @@ class ModelVersion:
     max_num_frames: int
     default_base_num_frames: int
     min_gpu_memory_gb: int
+    max_base_num_frames: int
+    """The longest window: one denoising iteration's cost grows with it."""
+    max_window_pixel_frames: int
+    """width x height x frames of one window: bounds one iteration's time and memory, so the execution
+    deadline, checked between iterations, is never far away."""
+    max_total_pixel_frames: int
+    """width x height x num_frames of the whole video: bounds decode and encode memory."""
 
+
+REAL_BUDGET = (121, 1280 * 720 * 121, 960 * 544 * 1457)
+"""Windows up to 121 frames at up to 720p; in all, the catalog's longest 540p video."""
 
 MODEL_VERSIONS: dict[str, ModelVersion] = {
     v.name: v
     for v in (
         ModelVersion(
-            "df-1-3b-540p-diffusers", "Skywork/SkyReels-V2-DF-1.3B-540P-Diffusers", 256, 1280, 1457, 97, 24
+            "df-1-3b-540p-diffusers",
+            "Skywork/SkyReels-V2-DF-1.3B-540P-Diffusers",
+            256,
+            1280,
+            1457,
+            97,
+            24,
+            *REAL_BUDGET,
         ),
         ModelVersion(
-            "df-14b-540p-diffusers", "Skywork/SkyReels-V2-DF-14B-540P-Diffusers", 256, 1280, 1457, 97, 80
+            "df-14b-540p-diffusers",
+            "Skywork/SkyReels-V2-DF-14B-540P-Diffusers",
+            256,
+            1280,
+            1457,
+            97,
+            80,
+            *REAL_BUDGET,
         ),
         ModelVersion(
-            "df-14b-720p-diffusers", "Skywork/SkyReels-V2-DF-14B-720P-Diffusers", 256, 1280, 1457, 121, 80
+            "df-14b-720p-diffusers",
+            "Skywork/SkyReels-V2-DF-14B-720P-Diffusers",
+            256,
+            1280,
+            1457,
+            121,
+            80,
+            *REAL_BUDGET,
         ),
         # Built in code from the same diffusers classes with tiny configs and seeded weights: CPU-sized.
-        ModelVersion("tiny-random", None, 16, 128, 65, 97, 0),
+        ModelVersion("tiny-random", None, 16, 128, 65, 97, 0, 97, 128 * 128 * 65, 128 * 128 * 65),
     )
 }
 

@@ -18,6 +18,10 @@ class ErrorCode(StrEnum):
     NO_CAPACITY = "no_capacity"
     INVALID_TRANSITION = "invalid_transition"
     ALREADY_FINISHED = "already_finished"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    BAD_REQUEST = "bad_request"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    RATE_LIMITED = "rate_limited"
     UNAVAILABLE = "unavailable"
     WARMUP_TIMEOUT = "warmup_timeout"
     INTERNAL = "internal"
@@ -52,6 +56,9 @@ class ReelForgeError(Exception):
 
     def body(self) -> dict[str, Any]:
         return error_body(self.code, self.message, self.field)
+
+    def headers(self) -> dict[str, str]:
+        return {}
 
 
 class Unauthorized(ReelForgeError):
@@ -123,6 +130,24 @@ class Unavailable(ReelForgeError):
 
     status_code = 503
     code = ErrorCode.UNAVAILABLE
+    retry_after_s = 5
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
+class RateLimited(ReelForgeError):
+    """The API key sent more than its rate allows; `Retry-After` says when to try again."""
+
+    status_code = 429
+    code = ErrorCode.RATE_LIMITED
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = max(1, round(retry_after_s))
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
 
 
 class WarmupTimeout(ReelForgeError):

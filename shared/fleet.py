@@ -96,13 +96,15 @@ class Fleet:
         raws = self.r.mget([keys.worker(n) for n in names]) if names else []
         return [Heartbeat.model_validate_json(v) for v in raws if v]
 
-    def set_keep_warm(self, queue: str, on: bool) -> None:
+    def set_keep_warm(self, queue: str, owner: str, on: bool) -> None:
+        """Hold (or release) this API key's keep-warm on a pool: one key never ends another's."""
         if on:
-            self.r.set(keys.keep_warm(queue), "1")
+            self.r.sadd(keys.keep_warm(queue), owner)
         else:
-            self.r.delete(keys.keep_warm(queue))
+            self.r.srem(keys.keep_warm(queue), owner)
 
     def keep_warm(self, queue: str) -> bool:
+        """Whether any API key keeps the pool warm."""
         return bool(self.r.exists(keys.keep_warm(queue)))
 
     def request_prewarm(self, queue: str, version: str, ttl_s: float) -> None:

@@ -71,7 +71,7 @@ def pool_workers(queue: str) -> str:
 
 
 def keep_warm(queue: str) -> str:
-    """Present while a pool is kept warm (`run_until_stopped`)."""
+    """Set of the API keys (owner fingerprints) keeping a pool warm (`run_until_stopped`)."""
     return f"{PREFIX}:keepwarm:{queue}"
 
 
@@ -88,6 +88,11 @@ def samples(version: str, queue: str) -> str:
 def cold_starts(version: str, queue: str) -> str:
     """List of recorded cold starts of one target, newest first."""
     return f"{PREFIX}:coldstarts:{version}:{queue}"
+
+
+def rate_limit(kind: str, owner: str) -> str:
+    """An API key's token bucket for one kind of call (`submit`, `prewarm`)."""
+    return f"{PREFIX}:ratelimit:{kind}:{owner}"
 
 
 # Idempotency (scheduler.idempotency).

@@ -5,13 +5,22 @@ Every rule is a 422 naming the field and the rule; nothing is silently corrected
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
-from shared.catalog import CONTEXT_WINDOW_TOKENS, DEFAULT_MODEL_VERSION, GPU_TYPES, MODEL_SLUG, MODEL_VERSIONS
+from shared.catalog import (
+    CONTEXT_WINDOW_TOKENS,
+    DEFAULT_MODEL_VERSION,
+    GPU_TYPES,
+    MODEL_SLUG,
+    MODEL_VERSIONS,
+    PROMPT_MAX_CHARS,
+    ModelVersion,
+)
 from shared.errors import ErrorCode
 from shared.frames import VAE_TEMPORAL, output_frames, plan_windows
 from shared.states import DeliveryStatus, JobStatus
@@ -39,10 +48,13 @@ def _completed_only() -> list[WebhookEvent]:
 class InferenceRequest(BaseModel):
     """`POST /v1/inference/skywork-skyreels-v2`. Defaults are the catalog page's example values."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Strict: "64", 64.0 and true are not silently turned into the integer a field needs.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    prompt: str
-    negative_prompt: str = "low quality, blurry, flicker, watermark, distorted anatomy"
+    prompt: str = Field(max_length=PROMPT_MAX_CHARS)
+    negative_prompt: str = Field(
+        "low quality, blurry, flicker, watermark, distorted anatomy", max_length=PROMPT_MAX_CHARS
+    )
     width: int = 960
     height: int = 544
     num_frames: int = Field(97, ge=1)
@@ -65,14 +77,24 @@ class InferenceRequest(BaseModel):
     """Execution deadline in seconds: past it the job ends `failed`, code `timeout` (default: settings)."""
     webhook_url: str | None = Field(None, max_length=2048)
     """Where signed job events are POSTed (Standard Webhooks)."""
-    webhook_events_filter: list[WebhookEvent] = Field(default_factory=_completed_only, min_length=1)
+    # Not strict: stored requests come back from JSON with the events as plain strings.
+    webhook_events_filter: list[Annotated[WebhookEvent, Strict(False)]] = Field(
+        default_factory=_completed_only, min_length=1, max_length=3
+    )
     """Which events to send: `started`, `progress`, `completed` (succeeded, failed, canceled, expired)."""
+
+    @field_validator("prompt", "negative_prompt", "webhook_url", "gpu_type", "region")
+    @classmethod
+    def _unicode_text(cls, v: str | None) -> str | None:
+        if v is not None and not is_encodable(v):
+            raise ValueError("must be valid Unicode text (it holds a lone surrogate)")
+        return v
 
     @field_validator("prompt")
     @classmethod
     def _prompt_not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("must not be empty")
+        if not is_visible(v):
+            raise ValueError("must not be empty (it holds only spaces or invisible characters)")
         return v
 
     @field_validator("webhook_url")
@@ -122,6 +144,7 @@ class InferenceRequest(BaseModel):
                     name,
                     f"must be within {spec.min_side}..{spec.max_side} for {self.model_version}, got {value}",
                 )
+        self._within_budget(spec)
         if self.num_frames > spec.max_num_frames:
             raise FieldRuleError(
                 "num_frames",
@@ -147,12 +170,53 @@ class InferenceRequest(BaseModel):
                 )
         return self
 
+    def _within_budget(self, spec: ModelVersion) -> None:
+        """Nothing accepted may take hours per iteration or tens of GB to decode."""
+        if self.base_num_frames > spec.max_base_num_frames:
+            raise FieldRuleError(
+                "base_num_frames",
+                f"must be at most {spec.max_base_num_frames} for {self.model_version}, "
+                f"got {self.base_num_frames}",
+            )
+        area = self.width * self.height
+        window = area * min(self.num_frames, self.base_num_frames)
+        if window > spec.max_window_pixel_frames:
+            raise FieldRuleError(
+                "base_num_frames",
+                f"width x height x frames of one window is {window:,}; the limit for {self.model_version} "
+                f"is {spec.max_window_pixel_frames:,}: lower the size or base_num_frames",
+            )
+        total = area * self.num_frames
+        if total > spec.max_total_pixel_frames:
+            raise FieldRuleError(
+                "num_frames",
+                f"width x height x num_frames is {total:,}; the limit for {self.model_version} is "
+                f"{spec.max_total_pixel_frames:,}: lower the size or num_frames",
+            )
+
     @property
     def output_num_frames(self) -> int:
         windows = plan_windows(
             self.num_frames, self.base_num_frames, self.overlap_history, self.causal_block_size
         )
         return output_frames(windows)
+
+
+def is_encodable(text: str) -> bool:
+    """Whether the text is valid Unicode (JSON's `\\ud800` escapes can carry lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+_INVISIBLE = frozenset({"Cc", "Cf", "Cn", "Co", "Cs", "Zl", "Zp", "Zs"})
+
+
+def is_visible(text: str) -> bool:
+    """Whether the text has a character that shows: not only spaces, controls or zero-width marks."""
+    return any(unicodedata.category(ch) not in _INVISIBLE for ch in text)
 
 
 class FieldRuleError(ValueError):
@@ -176,6 +240,22 @@ def describe_error(err: Any) -> tuple[str, str]:
     if err.get("type") == "missing":
         return field, "is required"
     return field, str(err.get("msg", "invalid")).removeprefix("Value error, ")
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong: a code from `ErrorCode`, a message naming the field and the rule."""
+
+    model_config = ConfigDict(extra="allow")
+
+    code: ErrorCode
+    message: str
+    field: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response (4xx and 5xx)."""
+
+    error: ErrorDetail
 
 
 class Progress(BaseModel):

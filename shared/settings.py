@@ -12,7 +12,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.keys import pool_queue
 
-PLACEHOLDER_SECRETS = {"", "changeme", "dev-signing-secret", "rf-dev-key"}
+PLACEHOLDER_SECRETS = {"", "changeme", "dev-signing-secret", "rf-dev-key", "reelforge:dev-flower-password"}
+MIN_SECRET_CHARS = 32
+"""Production refuses shorter API keys, signing secrets and Flower passwords."""
 
 
 class PoolConfig(BaseModel):
@@ -77,6 +79,17 @@ class Settings(BaseSettings):
     """How long job records are kept in Redis after they are created."""
     batch_max_requests: int = Field(1000, ge=1)
     """Most requests one `POST /v1/batches` may carry; a larger batch is refused whole (422)."""
+    max_body_bytes: int = Field(256 * 1024, ge=1024)
+    """Largest request body on every route but batches, and largest JSONL batch line; counted while the
+    body is read, before it is parsed: past it, 413."""
+    batch_max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    """Largest `POST /v1/batches` body (1,000 requests of about 30 KB each); past it, 413."""
+    rate_limit_per_s: float = Field(20.0, ge=0)
+    """Submissions (jobs and batches) each API key may make per second, sustained; 0 turns limits off."""
+    rate_limit_burst: int = Field(100, ge=1)
+    """Submissions an API key may make at once before the sustained rate applies (token bucket)."""
+    prewarm_rate_limit_per_s: float = Field(0.2, ge=0)
+    """Prewarm/stop calls each API key may make per second, sustained (burst: 5); 0 turns it off."""
 
     pools: list[PoolConfig] = Field(default_factory=lambda: list(DEFAULT_POOLS))
     """GPU pools as JSON: `[{"gpu_type": "H200", "region": "eu-north2", "model_versions": [...]}]`."""
@@ -113,6 +126,10 @@ class Settings(BaseSettings):
     """After `POST /v1/webhooks/secret/rotate` the previous secret keeps signing this long."""
     webhook_poll_interval_s: float = 1.0
     """How often the delivery worker looks for retries that came due."""
+
+    flower_basic_auth: str = "reelforge:dev-flower-password"
+    """`user:password` Flower asks for (its UI and `/metrics`); every place that starts Flower passes it,
+    so Flower is never open. Production refuses the default and passwords under 32 characters."""
 
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
@@ -165,13 +182,24 @@ class Settings(BaseSettings):
         if not self.api_keys:
             raise ValueError("REELFORGE_API_KEYS: at least one API key is required")
         if self.env == "production":
-            if self.signing_secret in PLACEHOLDER_SECRETS:
-                raise ValueError("REELFORGE_SIGNING_SECRET: set a real secret in production")
-            if any(k in PLACEHOLDER_SECRETS for k in self.api_keys):
-                raise ValueError("REELFORGE_API_KEYS: the dev key is refused in production")
+            self._refuse_weak_secrets()
             if not self.within_visibility_timeout(self.execution_timeout_s):
                 raise ValueError("REELFORGE_EXECUTION_TIMEOUT_S must be below REELFORGE_VISIBILITY_TIMEOUT_S")
         return self
+
+    def _refuse_weak_secrets(self) -> None:
+        flower_password = self.flower_basic_auth.partition(":")[2]
+        if self.signing_secret in PLACEHOLDER_SECRETS or len(self.signing_secret) < MIN_SECRET_CHARS:
+            raise ValueError(f"REELFORGE_SIGNING_SECRET: set a real secret of {MIN_SECRET_CHARS}+ characters")
+        if any(k in PLACEHOLDER_SECRETS or len(k) < MIN_SECRET_CHARS for k in self.api_keys):
+            raise ValueError(
+                f"REELFORGE_API_KEYS: every key needs {MIN_SECRET_CHARS}+ characters; no dev key"
+            )
+        if self.flower_basic_auth in PLACEHOLDER_SECRETS or len(flower_password) < MIN_SECRET_CHARS:
+            raise ValueError(
+                "REELFORGE_FLOWER_BASIC_AUTH: set user:password, "
+                f"with a password of {MIN_SECRET_CHARS}+ characters"
+            )
 
     def within_visibility_timeout(self, timeout_s: float) -> bool:
         """Whether a job with this execution timeout finishes before its task is handed out again: the

@@ -105,6 +105,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             REELFORGE_WORKER_HEARTBEAT_S="2",
             REELFORGE_SWEEP_INTERVAL_S="1",
             REELFORGE_PREWARM_TIMEOUT_S="60",
+            # Tests prewarm the same pools many times with one key; the limit itself has its own test.
+            REELFORGE_PREWARM_RATE_LIMIT_PER_S="0",
             # Webhook receivers in the tests listen on 127.0.0.1; retries come within a second.
             REELFORGE_WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8",
             REELFORGE_WEBHOOK_RETRY_BASE_S="0.2",

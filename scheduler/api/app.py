@@ -5,19 +5,26 @@ It never imports torch or diffusers: it starts fast and fits a small image.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from kombu.exceptions import OperationalError
+from starlette.exceptions import HTTPException
 
 from scheduler.api import batches, files, health, jobs, models, webhooks
+from scheduler.api.limits import BodyLimit
 from scheduler.services import Services
 from scheduler.sweeper import running_sweeper
-from shared.errors import ErrorCode, ReelForgeError, error_body
+from shared.errors import ErrorCode, ReelForgeError, Unavailable, error_body
 from shared.schemas import FieldRuleError, describe_error
 from shared.settings import Settings, get_settings
+
+HTTP_CODES = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED, 401: ErrorCode.UNAUTHORIZED}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -32,24 +39,52 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.state.services = services
     for module in (health, jobs, batches, models, webhooks, files):
         api.include_router(module.router)
+    settings = services.settings
+    api.add_middleware(
+        BodyLimit, default_bytes=settings.max_body_bytes, batch_bytes=settings.batch_max_body_bytes
+    )
     api.add_exception_handler(ReelForgeError, _on_reelforge_error)  # type: ignore[arg-type]
     api.add_exception_handler(FieldRuleError, _on_field_rule)  # type: ignore[arg-type]
     api.add_exception_handler(RequestValidationError, _on_validation)  # type: ignore[arg-type]
+    api.add_exception_handler(HTTPException, _on_http)  # type: ignore[arg-type]
+    for outage in (redis.ConnectionError, redis.TimeoutError, OperationalError):
+        api.add_exception_handler(outage, _on_outage)
     return api
 
 
+class ErrorResponse(JSONResponse):
+    """Error bodies escape non-ASCII: a message quoting bad input (a lone surrogate, say) still encodes."""
+
+    def render(self, content: object) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode()
+
+
+def _answer(exc: ReelForgeError) -> JSONResponse:
+    return ErrorResponse(exc.body(), status_code=exc.status_code, headers=exc.headers())
+
+
 async def _on_reelforge_error(_: Request, exc: ReelForgeError) -> JSONResponse:
-    return JSONResponse(exc.body(), status_code=exc.status_code)
+    return _answer(exc)
+
+
+async def _on_outage(_: Request, exc: Exception) -> JSONResponse:
+    return _answer(Unavailable(f"the job store or queue is unreachable: {type(exc).__name__}; retry shortly"))
+
+
+async def _on_http(_: Request, exc: HTTPException) -> JSONResponse:
+    """Starlette's own answers (unknown route, wrong method, unreadable body) in our error body."""
+    code = HTTP_CODES.get(exc.status_code, ErrorCode.BAD_REQUEST)
+    return ErrorResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 
 
 async def _on_field_rule(_: Request, exc: FieldRuleError) -> JSONResponse:
-    return JSONResponse(error_body(ErrorCode.INVALID_INPUT, str(exc), exc.field), status_code=422)
+    return ErrorResponse(error_body(ErrorCode.INVALID_INPUT, str(exc), exc.field), status_code=422)
 
 
 async def _on_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
     errors = [dict(zip(("field", "rule"), describe_error(e), strict=True)) for e in exc.errors()]
     first = errors[0]
     message = f"{first['field']}: {first['rule']}"
-    return JSONResponse(
+    return ErrorResponse(
         error_body(ErrorCode.INVALID_INPUT, message, first["field"], errors=errors), status_code=422
     )

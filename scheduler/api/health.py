@@ -15,7 +15,7 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses={503: {"description": "Redis is unreachable"}})
 def readyz(services: ServicesDep) -> JSONResponse:
     try:
         services.store.ping()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
 
-from scheduler.api.deps import Owner, ServicesDep
+from scheduler.api.deps import COMMON_ERRORS, Owner, ServicesDep, SubmitOwner, error_responses
 from scheduler.idempotency import HEADER as IDEMPOTENCY_HEADER
 from scheduler.idempotency import wait_for_job
 from scheduler.submission import accept_job, plan_job
@@ -15,13 +16,13 @@ from shared.errors import AlreadyFinished, ErrorCode, InvalidInput, InvalidTrans
 from shared.schemas import InferenceRequest, JobPage, JobView
 from shared.states import JobStatus
 
-router = APIRouter(tags=["jobs"])
+router = APIRouter(tags=["jobs"], responses=COMMON_ERRORS)
 
 
 @router.post(f"/v1/inference/{MODEL_SLUG}", status_code=202)
 def submit(
     body: InferenceRequest,
-    owner: Owner,
+    owner: SubmitOwner,
     services: ServicesDep,
     response: Response,
     idempotency_key: Annotated[str | None, Header(alias=IDEMPOTENCY_HEADER)] = None,
@@ -44,12 +45,12 @@ def submit(
     return services.view(store.require(held.job_id))
 
 
-@router.get("/v1/jobs/{job_id}")
+@router.get("/v1/jobs/{job_id}", responses=error_responses(404))
 def get_job(job_id: str, owner: Owner, services: ServicesDep) -> JobView:
     return services.view(services.store.owned(job_id, owner))
 
 
-@router.post("/v1/jobs/{job_id}/cancel")
+@router.post("/v1/jobs/{job_id}/cancel", responses=error_responses(404, 409))
 def cancel(job_id: str, owner: Owner, services: ServicesDep) -> JobView:
     """A queued job never starts; a running one stops at its next denoising iteration."""
     store = services.store
@@ -83,6 +84,9 @@ def _parse_cursor(cursor: str | None) -> float | None:
     if cursor is None:
         return None
     try:
-        return float(cursor)
-    except ValueError as exc:
-        raise InvalidInput("cursor: must be the next_cursor of a previous page", field="cursor") from exc
+        before = float(cursor)
+    except ValueError:
+        before = math.nan
+    if not math.isfinite(before):
+        raise InvalidInput("cursor: must be the next_cursor of a previous page", field="cursor")
+    return before

@@ -7,14 +7,23 @@ Field names are the ones the catalog's shell snippets read. Every figure comes f
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict
 
-from scheduler.api.deps import ServicesDep, authenticated_owner
+from scheduler.api.deps import (
+    COMMON_ERRORS,
+    Owner,
+    PrewarmOwner,
+    ServicesDep,
+    authenticated_owner,
+    error_responses,
+)
 from scheduler.routing import (
     TargetStats,
     choose_pool,
@@ -35,7 +44,11 @@ from shared.fleet import Heartbeat
 from shared.settings import PoolConfig
 from shared.states import PoolState
 
-router = APIRouter(tags=["models"], dependencies=[Depends(authenticated_owner)])
+router = APIRouter(
+    tags=["models"],
+    dependencies=[Depends(authenticated_owner)],
+    responses=COMMON_ERRORS | error_responses(404),
+)
 
 
 class StartRequest(BaseModel):
@@ -163,7 +176,15 @@ def _check(slug: str, version: str, field: str) -> None:
         )
 
 
-def _pool_status(services: Services, version: str, pool: PoolConfig, live: list[Heartbeat]) -> PoolStatus:
+def _own_view(services: Services, owner: str, hb: Heartbeat) -> Heartbeat:
+    """The heartbeat as this caller may see it: another API key's job id is not shown."""
+    job = services.store.get(hb.current_job) if hb.current_job else None
+    return hb if job is not None and job.owner == owner else hb.model_copy(update={"current_job": None})
+
+
+def _pool_status(
+    services: Services, owner: str, version: str, pool: PoolConfig, live: list[Heartbeat]
+) -> PoolStatus:
     fleet = services.store.fleet
     workers = [hb for hb in live if hb.queue == pool.queue]
     return PoolStatus(
@@ -172,7 +193,7 @@ def _pool_status(services: Services, version: str, pool: PoolConfig, live: list[
         queue=pool.queue,
         status=pool_state(version, pool, live, fleet),
         live_workers=len(workers),
-        workers=workers,
+        workers=[_own_view(services, owner, hb) for hb in workers],
         queue_length=services.store.queue_length(pool.queue),
         jobs_in_flight=sum(1 for hb in workers if hb.current_job),
         keep_warm=fleet.keep_warm(pool.queue),
@@ -181,43 +202,60 @@ def _pool_status(services: Services, version: str, pool: PoolConfig, live: list[
 
 @router.get("/v1/model-families/{slug}/status")
 def status(
-    slug: str, services: ServicesDep, version: Annotated[str, Query()] = DEFAULT_MODEL_VERSION
+    slug: str, owner: Owner, services: ServicesDep, version: Annotated[str, Query()] = DEFAULT_MODEL_VERSION
 ) -> FamilyStatus:
+    """Per pool: live workers (state, loaded version; the current job only if it is the caller's),
+    queue length, jobs in flight, keep-warm."""
     _check(slug, version, "version")
     serving = targets(services.settings.pools, version)
     live = services.store.fleet.live(p.queue for p in serving)
-    pools = [_pool_status(services, version, p, live) for p in serving]
+    pools = [_pool_status(services, owner, version, p, live) for p in serving]
     states = {p.status for p in pools}
     overall = next((s for s in (PoolState.WARM, PoolState.STARTING) if s in states), PoolState.COLD)
     return FamilyStatus(slug=slug, version=version, status=overall, pools=pools)
 
 
-def _wait_warm(services: Services, version: str, pool: PoolConfig) -> int:
-    """Ask the pool to prewarm `version` and wait until a worker is warm on it; milliseconds waited."""
+async def _wait_warm(services: Services, version: str, pool: PoolConfig) -> int:
+    """Ask the pool to prewarm `version` and wait until a worker is warm on it; milliseconds waited.
+
+    It waits on the event loop: each check is a short call in the thread pool, so a thousand waiting
+    prewarms hold no thread and `/healthz` stays fast."""
     fleet, timeout_s = services.store.fleet, services.settings.prewarm_timeout_s
     t0 = time.monotonic()
-    fleet.request_prewarm(pool.queue, version, ttl_s=timeout_s)
-    enqueue_warmup(services.celery, pool.queue, WarmupMessage(model_version=version))
-    while pool_state(version, pool, fleet.live([pool.queue]), fleet) != PoolState.WARM:
+    await run_in_threadpool(fleet.request_prewarm, pool.queue, version, timeout_s)
+    await run_in_threadpool(enqueue_warmup, services.celery, pool.queue, WarmupMessage(model_version=version))
+
+    def warm() -> bool:
+        return pool_state(version, pool, fleet.live([pool.queue]), fleet) == PoolState.WARM
+
+    while not await run_in_threadpool(warm):
         if time.monotonic() > t0 + timeout_s:
             raise WarmupTimeout(
                 f"no worker became warm on {pool.gpu_type}/{pool.region} within {timeout_s:g}s"
             )
-        time.sleep(0.2)
+        await asyncio.sleep(0.2)
     return round((time.monotonic() - t0) * 1000)
 
 
-@router.post("/v1/model-families/{slug}/start")
-def start(slug: str, body: StartRequest, services: ServicesDep) -> StartAnswer:
-    """Prewarm a target; with `run_until_stopped`, keep it warm past its idle timeout."""
-    _check(slug, body.version, "version")
+def _prewarm_target(services: Services, owner: str, body: StartRequest) -> tuple[PoolConfig, bool]:
+    """The pool a prewarm goes to and whether it is cold; holds the caller's keep-warm if asked."""
+    _check(MODEL_SLUG, body.version, "version")
     settings, fleet = services.settings, services.store.fleet
     warm, measured = routing_signals(fleet, settings.pools, body.version)
     pool = choose_pool(settings.pools, body.version, body.gpu_type, body.region, warm, measured)
     if body.run_until_stopped:
-        fleet.set_keep_warm(pool.queue, True)
-    cold = pool.queue not in warm
-    startup_ms = _wait_warm(services, body.version, pool) if cold else None
+        fleet.set_keep_warm(pool.queue, owner, True)
+    return pool, pool.queue not in warm
+
+
+@router.post("/v1/model-families/{slug}/start", responses=error_responses(504))
+async def start(slug: str, body: StartRequest, owner: PrewarmOwner, services: ServicesDep) -> StartAnswer:
+    """Prewarm a target and answer once a worker is warm on it; with `run_until_stopped`, this API key
+    keeps it warm past its idle timeout until it calls `stop`."""
+    if slug != MODEL_SLUG:
+        raise NotFound(f"unknown model {slug!r}; served: {MODEL_SLUG}")
+    pool, cold = await run_in_threadpool(_prewarm_target, services, owner, body)
+    startup_ms = await _wait_warm(services, body.version, pool) if cold else None
     return StartAnswer(
         slug=slug,
         version=body.version,
@@ -225,19 +263,22 @@ def start(slug: str, body: StartRequest, services: ServicesDep) -> StartAnswer:
         region=pool.region,
         startup_ms=startup_ms,
         was_cold_start=cold,
-        keep_warm=fleet.keep_warm(pool.queue),
+        keep_warm=await run_in_threadpool(services.store.fleet.keep_warm, pool.queue),
     )
 
 
 @router.post("/v1/model-families/{slug}/stop")
-def stop(slug: str, body: StartRequest, services: ServicesDep) -> StopAnswer:
-    """End `run_until_stopped`: the workers go back to their idle timeout."""
+def stop(slug: str, body: StartRequest, owner: PrewarmOwner, services: ServicesDep) -> StopAnswer:
+    """Release this API key's keep-warm; a pool another key keeps warm stays warm (`keep_warm: true`)."""
     if slug != MODEL_SLUG:
         raise NotFound(f"unknown model {slug!r}; served: {MODEL_SLUG}")
+    fleet = services.store.fleet
     pools = targets(services.settings.pools, body.version, body.gpu_type, body.region)
     for p in pools:
-        services.store.fleet.set_keep_warm(p.queue, False)
-    stopped = [StoppedPool(gpu_type=p.gpu_type, region=p.region, keep_warm=False) for p in pools]
+        fleet.set_keep_warm(p.queue, owner, False)
+    stopped = [
+        StoppedPool(gpu_type=p.gpu_type, region=p.region, keep_warm=fleet.keep_warm(p.queue)) for p in pools
+    ]
     return StopAnswer(slug=slug, version=body.version, stopped=stopped)
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from scheduler.api.deps import Owner, ServicesDep
+from scheduler.api.deps import COMMON_ERRORS, Owner, ServicesDep
 from shared.schemas import RotateSecretRequest, WebhookSecret
 
-router = APIRouter(tags=["webhooks"])
+router = APIRouter(tags=["webhooks"], responses=COMMON_ERRORS)
 
 
 @router.get("/v1/webhooks/secret")

@@ -67,7 +67,7 @@ def start_stack(data_dir: Path, port: int, flower_port: int) -> tuple[Stack, str
     try:
         stack.start_redis(free_port(), persist=True)
         base = stack.start_api(port)
-        flower = stack.start_flower(flower_port)
+        flower = stack.start_flower(flower_port, settings.flower_basic_auth)
         stack.start_worker("cpu-worker")
         stack.start_delivery()
         cpu_pools = [ManagedPool(p) for p in settings.pools if p.gpu_type == "CPU"]
@@ -84,7 +84,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     print(f"ReelForge dev stack is up (logs in {args.data_dir}/logs)")
     print(f"  API      {base}")
     print(f"  API key  {get_settings().api_keys[0]}")
-    print(f"  Flower   {flower}")
+    print(f"  Flower   {flower} (user:password {get_settings().flower_basic_auth})")
     print("Ctrl-C stops everything.")
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())

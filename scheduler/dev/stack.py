@@ -125,9 +125,10 @@ class Stack:
         client.close()
         return proc
 
-    def start_flower(self, port: int) -> str:
+    def start_flower(self, port: int, basic_auth: str) -> str:
+        """Flower behind basic auth (`user:password`); its health check answers without it."""
         argv = [sys.executable, "-m", "celery", "-A", "scheduler.flower", "flower", f"--port={port}"]
-        argv += ["--address=127.0.0.1"]
+        argv += ["--address=127.0.0.1", f"--basic-auth={basic_auth}"]
         proc = self.spawn("flower", argv)
         base = f"http://127.0.0.1:{port}"
         wait_until(lambda: httpx.get(f"{base}/healthcheck", timeout=2).status_code == 200, 30, "Flower", proc)
