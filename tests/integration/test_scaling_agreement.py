@@ -11,7 +11,6 @@ the ScaledJob that `k8s/` renders, the list length of its `listName` and the Job
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ from scheduler.dev.supervisor import ManagedPool, Supervisor
 from shared.broker import WarmupMessage, enqueue_warmup, make_celery
 from shared.fleet import Fleet
 from shared.settings import PoolConfig, Settings
-from tests.deploy import kustomize, pool_overlays
+from tests.deploy import keda_jobs_to_create, kustomize, pool_overlays
 from tests.fixtures.held_worker import HOLD_KEY
 
 pytestmark = pytest.mark.integration
@@ -37,34 +36,6 @@ POOL = PoolConfig(gpu_type="CPU", region="scale", model_versions=["tiny-random"]
 KEY = "scaling-test-key"
 JOB = {"prompt": "a cat", "width": 48, "height": 32, "num_frames": 17, "num_inference_steps": 4,
        "model_version": "tiny-random", "gpu_type": "CPU", "region": "scale"}  # fmt: skip
-
-
-def keda_jobs_to_create(spec: dict[str, Any], list_length: int, running: int, pending: int) -> int:
-    """Jobs KEDA creates in one polling cycle for a ScaledJob with one redis list trigger."""
-    (trigger,) = spec["triggers"]
-    target = float(trigger["metadata"].get("listLength", 5))
-    activation = float(trigger["metadata"].get("activationListLength", 0))
-    min_replicas = int(spec.get("minReplicaCount", 0))
-    max_replicas = int(spec.get("maxReplicaCount", 100))
-    # metrics.go IsScaledJobActive: queueLength and maxValue (queueLength / target, capped).
-    active = list_length > activation or min_replicas > 0
-    queue_length = list_length if list_length > activation else 0
-    scale_to = math.ceil(queue_length)
-    max_scale = math.ceil(min(queue_length / target, max_replicas))
-    # scale_jobs.go getScalingDecision and the strategies.
-    if running < min_replicas:
-        scale_to = effective = min_replicas - running
-    else:
-        r = running - min_replicas
-        strategy = spec.get("scalingStrategy", {}).get("strategy", "default")
-        if strategy == "accurate":
-            effective = max_replicas - r if max_scale + r > max_replicas else max_scale - pending
-        elif strategy == "default":
-            effective = max_scale - r
-        else:
-            raise AssertionError(f"strategy {strategy} not transcribed here")
-    effective = max(effective, 0)
-    return min(scale_to, effective) if active and effective > 0 else 0
 
 
 @dataclass
