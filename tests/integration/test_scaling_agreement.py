@@ -28,10 +28,11 @@ from shared.broker import WarmupMessage, enqueue_warmup, make_celery
 from shared.fleet import Fleet
 from shared.settings import PoolConfig, Settings
 from tests.deploy import keda_jobs_to_create, kustomize, pool_overlays
-from tests.fixtures.held_worker import HOLD_KEY
 
 pytestmark = pytest.mark.integration
 
+HOLD_KEY = "rf:test:hold"
+"""tests/fixtures/held_worker.py's key (not imported: importing it patches the worker in this process)."""
 POOL = PoolConfig(gpu_type="CPU", region="scale", model_versions=["tiny-random"])
 KEY = "scaling-test-key"
 JOB = {"prompt": "a cat", "width": 48, "height": 32, "num_frames": 17, "num_inference_steps": 4,
