@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo dev test test-unit lint fmt typecheck check bench clean
+.PHONY: install demo dev test test-unit lint fmt typecheck check deploy-check docker-pins bench clean
 
 $(STAMP): pyproject.toml
 	@command -v redis-server >/dev/null || { \
@@ -31,17 +31,32 @@ test: $(STAMP)
 test-unit: $(STAMP)
 	$(BIN)/pytest -m "not integration"
 
+PY_DIRS := shared scheduler workers tests bench k8s docker
+
 fmt: $(STAMP)
-	$(BIN)/ruff format shared scheduler workers tests bench
+	$(BIN)/ruff format $(PY_DIRS)
 
 lint: $(STAMP)
-	$(BIN)/ruff format --check shared scheduler workers tests bench
-	$(BIN)/ruff check shared scheduler workers tests bench
+	$(BIN)/ruff format --check $(PY_DIRS)
+	$(BIN)/ruff check $(PY_DIRS)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-check: lint typecheck
+# Images, compose.yaml and k8s/, offline: no container daemon, registry or cluster needed.
+COMPOSE = $$($(BIN)/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')
+
+deploy-check: $(STAMP)
+	$(BIN)/hadolint docker/api.Dockerfile docker/worker.Dockerfile
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec compose.yaml
+	env -i PATH="$$PATH" HOME="$$HOME" $(COMPOSE) -f compose.yaml --env-file .env.example --profile '*' config --quiet
+	$(BIN)/python k8s/validate.py
+
+check: lint typecheck deploy-check
+
+# The versions the images install (docker/*-requirements.txt), from this environment.
+docker-pins: $(STAMP)
+	$(BIN)/python docker/pins.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.sampler --preset cpu-small

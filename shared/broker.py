@@ -33,6 +33,10 @@ def make_celery(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        # With acks_late on Redis the QoS prefetch count drifts upward (ETA retries raise it), so a
+        # worker could hold waiting tasks that the queue's length, which KEDA scales on, no longer
+        # shows. This caps what a worker holds at its concurrency: a solo GPU worker, the task it runs.
+        worker_disable_prefetch=True,
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout_s,
             # Sweep for tasks of dead workers every `restore_interval_s` (one Redis scan per sweep).

@@ -132,6 +132,9 @@ class Settings(BaseSettings):
     so Flower is never open. Production refuses the default and passwords under 32 characters."""
 
     s3_endpoint_url: str | None = None
+    s3_public_endpoint_url: str | None = None
+    """Endpoint that presigned links are built on, when clients reach S3 at another address than the
+    services do (compose: services use `http://minio:9000`, the laptop `http://localhost:9000`)."""
     s3_region: str = "us-east-1"
     s3_access_key_id: str | None = None
     s3_secret_access_key: str | None = None

@@ -12,7 +12,7 @@ import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 from shared.errors import StorageError
@@ -45,14 +45,21 @@ class S3Storage:
 
         self.bucket = settings.s3_bucket
         self.expiry_s = settings.presign_expiry_s
-        self.client = boto3.client(
-            "s3",
-            endpoint_url=settings.s3_endpoint_url,
-            region_name=settings.s3_region,
-            aws_access_key_id=settings.s3_access_key_id,
-            aws_secret_access_key=settings.s3_secret_access_key,
-            config=Config(signature_version="s3v4", retries={"max_attempts": 5, "mode": "standard"}),
-        )
+
+        def client(endpoint_url: str | None) -> Any:
+            return boto3.client(
+                "s3",
+                endpoint_url=endpoint_url,
+                region_name=settings.s3_region,
+                aws_access_key_id=settings.s3_access_key_id,
+                aws_secret_access_key=settings.s3_secret_access_key,
+                config=Config(signature_version="s3v4", retries={"max_attempts": 5, "mode": "standard"}),
+            )
+
+        self.client = client(settings.s3_endpoint_url)
+        # A presigned link signs its host: sign for the address clients use, which may differ.
+        public = settings.s3_public_endpoint_url
+        self.signer = client(public) if public else self.client
         self.transfer = TransferConfig(
             multipart_threshold=settings.s3_multipart_threshold_bytes,
             multipart_chunksize=max(settings.s3_multipart_threshold_bytes, 5 * 1024 * 1024),
@@ -86,7 +93,7 @@ class S3Storage:
 
     def url(self, key: str) -> tuple[str, datetime]:
         expires = datetime.fromtimestamp(int(time.time()) + self.expiry_s, UTC)
-        link = self.client.generate_presigned_url(
+        link = self.signer.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.expiry_s
         )
         return link, expires

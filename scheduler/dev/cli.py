@@ -167,7 +167,10 @@ def cmd_storage_lifecycle(args: argparse.Namespace) -> int:
         print("REELFORGE_STORAGE_BACKEND is not s3: the local store is swept by the API", file=sys.stderr)
         return 2
     days = args.days or settings.retention_days
-    config = S3Storage(settings).apply_lifecycle(days)
+    storage = S3Storage(settings)
+    if args.create_bucket:
+        storage.ensure_bucket()
+    config = storage.apply_lifecycle(days)
     print(json.dumps(config, indent=2))
     return 0
 
@@ -255,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
 
     lifecycle = sub.add_parser("storage-lifecycle", help="apply the retention rule to the S3 bucket")
     lifecycle.add_argument("--days", type=int, help="default: REELFORGE_RETENTION_DAYS")
+    lifecycle.add_argument(
+        "--create-bucket", action="store_true", help="create REELFORGE_S3_BUCKET first if missing"
+    )
     lifecycle.set_defaults(func=cmd_storage_lifecycle)
 
     batch = sub.add_parser("batch", parents=[api], help="submit a JSONL file as a batch; write its manifest")

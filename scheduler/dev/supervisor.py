@@ -1,6 +1,6 @@
-"""Brings workers back in the embedded stack: follows `shared.scaling.needs_worker` for each pool.
+"""Brings workers back in the embedded stack: follows `shared.scaling.workers_to_start` for each pool.
 
-On Kubernetes, KEDA plays this part from the same rule (a list-length trigger on the pool's queue).
+On Kubernetes, KEDA plays this part from the same rule (a ScaledJob on the pool's queue list).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from scheduler.dev.stack import Stack
 from shared.broker import broker_queue_length, make_celery
 from shared.fleet import Fleet
-from shared.scaling import needs_worker
+from shared.scaling import workers_to_start
 from shared.settings import PoolConfig, Settings
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,8 @@ class ManagedPool:
     """Extra environment for this pool's workers (idle timeout, device...)."""
     module: str = "workers"
     """What `python -m` runs as the worker."""
+    max_workers: int = 1
+    """At most this many workers at once (KEDA: `maxReplicaCount`); one on a laptop."""
     children: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
 
 
@@ -64,12 +66,14 @@ class Supervisor:
             mp.children = [
                 (n, p) for n, p in mp.children if p.poll() is None or f"{n}@reelforge" in live_names
             ]
+            # Started but not consuming yet (no heartbeat): KEDA's pending Jobs, whose pod is not Ready.
             booting = sum(
                 1 for n, p in mp.children if p.poll() is None and f"{n}@reelforge" not in live_names
             )
+            # Jobs and prewarms alike: a prewarm is a `reelforge.warmup` task on this list.
             queued = broker_queue_length(self.celery, queue)
-            prewarm = self.fleet.prewarm_version(queue) is not None
-            if needs_worker(queued, prewarm, len(live_names), booting):
+            count = workers_to_start(queued, len(live_names) + booting, booting, mp.max_workers)
+            for _ in range(count):
                 name = f"{queue.replace('.', '-')}-{next(self.counter)}"
                 env = {
                     "REELFORGE_WORKER_GPU_TYPE": mp.pool.gpu_type,
@@ -77,7 +81,7 @@ class Supervisor:
                     "REELFORGE_WORKER_NAME": f"{name}@reelforge",
                     **mp.env,
                 }
-                log.info("starting %s for %s (queued=%d, prewarm=%s)", name, queue, queued, prewarm)
+                log.info("starting %s for %s (queued=%d)", name, queue, queued)
                 mp.children.append((name, self.stack.spawn(name, [sys.executable, "-m", mp.module], env)))
 
     def _loop(self) -> None:
