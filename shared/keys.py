@@ -158,6 +158,5 @@ def webhook_attempt_lock(delivery_id: str) -> str:
     return f"{PREFIX}:whlock:{delivery_id}"
 
 
-def webhook_consumer(worker_name: str) -> str:
-    """Present while a delivery worker's poller runs."""
-    return f"{PREFIX}:webhooks:consumer:{worker_name}"
+WEBHOOK_CONSUMERS = f"{PREFIX}:webhooks:consumers"
+"""Sorted set of delivery workers whose retry poller runs, by the time that claim lapses."""

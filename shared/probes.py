@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import socket
 import sys
+import time
 
 import httpx
 import redis
 
-from shared.fleet import PREFIX
+from shared import keys
 from shared.settings import get_settings
-from shared.webhooks.delivery import READY_PREFIX
 
 
 def api_healthy() -> bool:
@@ -28,21 +28,26 @@ def api_healthy() -> bool:
     return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
 
 
-def _any_key(pattern: str) -> bool:
-    client = redis.Redis.from_url(get_settings().redis_url, socket_timeout=2, socket_connect_timeout=2)
+def _registered_here(index: str) -> bool:
+    """Whether a process on this host holds a live entry in `index` (a sorted set of names by the
+    time their claim lapses). It reads that one index, never scans the keyspace."""
+    client = redis.Redis.from_url(
+        get_settings().redis_url, socket_timeout=2, socket_connect_timeout=2, decode_responses=True
+    )
     try:
-        return next(iter(client.scan_iter(pattern, count=1000)), None) is not None
+        names = client.zrangebyscore(index, int(time.time() * 1000), "+inf")
     finally:
         client.close()
+    # Worker names end in `@<hostname>` (the pod name on Kubernetes, the container id under compose).
+    return any(str(n).endswith(f"@{socket.gethostname()}") for n in names)
 
 
 def worker_healthy() -> bool:
-    # Worker names end in `@<hostname>` (the pod name on Kubernetes, the container id under compose).
-    return _any_key(f"{PREFIX}:worker:*@{socket.gethostname()}")
+    return _registered_here(keys.pool_workers(get_settings().worker_queue))
 
 
 def delivery_healthy() -> bool:
-    return _any_key(f"{READY_PREFIX}*@{socket.gethostname()}")
+    return _registered_here(keys.WEBHOOK_CONSUMERS)
 
 
 PROBES = {"api": api_healthy, "worker": worker_healthy, "delivery": delivery_healthy}

@@ -65,6 +65,15 @@ class S3Storage:
             multipart_chunksize=max(settings.s3_multipart_threshold_bytes, 5 * 1024 * 1024),
         )
 
+    def ensure_bucket(self) -> None:
+        """Create the bucket if it is missing (compose's one-shot bucket step)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            self.client.create_bucket(Bucket=self.bucket)
+
     def put_file(self, key: str, path: Path, content_type: str) -> int:
         from botocore.exceptions import BotoCoreError, ClientError
 

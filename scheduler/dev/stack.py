@@ -120,8 +120,9 @@ class Stack:
         argv += ["--without-gossip", "--without-mingle"]
         proc = self.spawn(name, argv)
         client = redis.Redis.from_url(self.env["REELFORGE_REDIS_URL"])
-        key = keys.webhook_consumer(f"{name}@reelforge")  # set by its poller once the worker is ready
-        wait_until(lambda: bool(client.exists(key)), 60, f"webhook delivery worker {name}", proc)
+        # Its poller registers once the worker is ready.
+        registered = lambda: client.zscore(keys.WEBHOOK_CONSUMERS, f"{name}@reelforge") is not None  # noqa: E731
+        wait_until(registered, 60, f"webhook delivery worker {name}", proc)
         client.close()
         return proc
 

@@ -152,12 +152,13 @@ def _poll(name: str) -> None:
     interval = settings.webhook_poll_interval_s
     while not _stop.is_set():
         try:
-            d.r.set(keys.webhook_consumer(name), "1", px=int(max(interval * 3, 5) * 1000))
+            lapses_ms = int((time.time() + max(interval * 3, 5)) * 1000)
+            d.r.zadd(keys.WEBHOOK_CONSUMERS, {name: lapses_ms})
             d.send_due()
         except Exception:
             log.exception("webhook poller failed")
         _stop.wait(interval)
-    d.r.delete(keys.webhook_consumer(name))
+    d.r.zrem(keys.WEBHOOK_CONSUMERS, name)
 
 
 @worker_ready.connect

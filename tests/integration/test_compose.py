@@ -31,7 +31,7 @@ pytestmark = pytest.mark.integration
 # Where each service listens inside its container; each becomes 127.0.0.1 on a free port here.
 CONTAINER_PORTS = {"redis": 6379, "minio": 9000, "api": 8000, "flower": 5555}
 API_KEY = "compose-test-key-" + secrets.token_hex(8)
-FLOWER_AUTH = "ops:" + secrets.token_hex(8)
+FLOWER_AUTH = "ops:" + secrets.token_hex(16)
 TINY = {"prompt": "a cat", "width": 48, "height": 32, "num_frames": 17, "num_inference_steps": 4,
         "model_version": "tiny-random"}  # fmt: skip
 
@@ -92,7 +92,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     env_file.write_text(
         f"REELFORGE_API_KEYS={API_KEY}\nREELFORGE_SIGNING_SECRET={secrets.token_hex(16)}\n"
         "MINIO_ROOT_USER=test\nMINIO_ROOT_PASSWORD=test-secret\n"
-        f"FLOWER_BASIC_AUTH={FLOWER_AUTH}\n"
+        f"REELFORGE_FLOWER_BASIC_AUTH={FLOWER_AUTH}\n"
     )
     config = compose_config(env_file, "cpu")
     stack = Stack(root / "run")

@@ -31,7 +31,7 @@ from tests.deploy import keda_jobs_to_create, kustomize, pool_overlays
 
 pytestmark = pytest.mark.integration
 
-HOLD_KEY = "rf:test:hold"
+HOLD_KEY = "reelforge-test:hold"  # tests/fixtures/held_worker.py holds while it exists
 """tests/fixtures/held_worker.py's key (not imported: importing it patches the worker in this process)."""
 POOL = PoolConfig(gpu_type="CPU", region="scale", model_versions=["tiny-random"])
 KEY = "scaling-test-key"
@@ -65,7 +65,7 @@ class World:
 
     def observe(self) -> tuple[int, int, int]:
         """(list length, Jobs not finished, Jobs not Ready) as KEDA would count them."""
-        live = [hb for hb in Fleet(self.r).live() if hb.queue == POOL.queue]
+        live = Fleet(self.r).live([POOL.queue])
         stand_ins = [p for _, p in self.managed.children if p.poll() is None]
         return (
             int(self.r.llen(self.spec["triggers"][0]["metadata"]["listName"])),
@@ -120,7 +120,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         managed = ManagedPool(POOL, module="tests.fixtures.held_worker", max_workers=spec["maxReplicaCount"])
         supervisor = Supervisor(stack, settings, [managed])  # ticked by the test, not its thread
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {KEY}"}, timeout=30) as api:
-            yield World(stack, api, redis.Redis.from_url(url), supervisor, managed, spec)
+            yield World(
+                stack, api, redis.Redis.from_url(url, decode_responses=True), supervisor, managed, spec
+            )
     finally:
         stack.stop()
 
@@ -144,7 +146,7 @@ def test_supervisor_and_keda_agree_and_a_solo_worker_holds_only_its_task(world: 
     )  # fmt: skip
     fleet = Fleet(world.r)
     wait_until(
-        lambda: world.r.llen(POOL.queue) == 0 and any(hb.state == "warm" for hb in fleet.live()),
+        lambda: world.r.llen(POOL.queue) == 0 and any(hb.state == "warm" for hb in fleet.live([POOL.queue])),
         120, "worker warm", proc,
     )  # fmt: skip
     assert world.decide("one warm idle worker") == 0

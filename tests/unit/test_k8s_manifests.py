@@ -159,7 +159,7 @@ def test_api_probes_and_flower_auth(base: list[dict[str, Any]]) -> None:
     api = next(t for n, t in pod_specs(base) if n == "reelforge-api")["spec"]["containers"][0]
     assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert api["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert "FLOWER_BASIC_AUTH" in SECRET_TEMPLATE["stringData"]
+    assert "REELFORGE_FLOWER_BASIC_AUTH" in SECRET_TEMPLATE["stringData"]
 
 
 def test_pods_run_locked_down(base: list[dict[str, Any]], pools: dict[str, list[dict[str, Any]]]) -> None:
