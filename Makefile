@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo dev test test-unit lint fmt typecheck check deploy-check docker-pins bench clean
+.PHONY: install demo dev test test-unit fuzz bench-api lint fmt typecheck check deploy-check docker-pins bench clean
 
 $(STAMP): pyproject.toml
 	@command -v redis-server >/dev/null || { \
@@ -30,6 +30,10 @@ test: $(STAMP)
 
 test-unit: $(STAMP)
 	$(BIN)/pytest -m "not integration"
+
+# The schemathesis run of `make test`, with ten times the cases per operation.
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=300 $(BIN)/pytest tests/integration/test_fuzz.py
 
 PY_DIRS := shared scheduler workers tests bench k8s docker
 
@@ -60,6 +64,10 @@ docker-pins: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.sampler --preset cpu-small
+
+# API latency and throughput with 1k, 100k and 1M stored jobs (docs/perf.md).
+bench-api: $(STAMP)
+	$(BIN)/python -m bench.api
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

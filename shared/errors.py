@@ -23,7 +23,6 @@ class ErrorCode(StrEnum):
     PAYLOAD_TOO_LARGE = "payload_too_large"
     RATE_LIMITED = "rate_limited"
     UNAVAILABLE = "unavailable"
-    WARMUP_TIMEOUT = "warmup_timeout"
     INTERNAL = "internal"
     # Job outcomes.
     CANCELED = "canceled"
@@ -148,13 +147,6 @@ class RateLimited(ReelForgeError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after_s)}
-
-
-class WarmupTimeout(ReelForgeError):
-    """No worker became warm for the target in time."""
-
-    status_code = 504
-    code = ErrorCode.WARMUP_TIMEOUT
 
 
 class ModelNotAvailable(ReelForgeError):

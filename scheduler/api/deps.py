@@ -79,7 +79,6 @@ ERROR_MEANINGS = {
     422: "A field breaks a rule; the error names the field and the rule",
     429: "Too many calls for this API key; see Retry-After",
     503: "The job store or queue is unreachable; see Retry-After",
-    504: "No worker became warm in time",
 }
 COMMON_ERRORS = error_responses(400, 401, 413, 422, 429, 503)
 """What every authenticated route may answer."""

@@ -19,7 +19,11 @@ from shared.states import JobStatus
 router = APIRouter(tags=["jobs"], responses=COMMON_ERRORS)
 
 
-@router.post(f"/v1/inference/{MODEL_SLUG}", status_code=202)
+@router.post(
+    f"/v1/inference/{MODEL_SLUG}",
+    status_code=202,
+    responses={200: {"model": JobView, "description": "The same job: its `Idempotency-Key` was sent before"}},
+)
 def submit(
     body: InferenceRequest,
     owner: SubmitOwner,

@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict
 
@@ -39,7 +39,7 @@ from scheduler.routing import (
 from scheduler.services import Services
 from shared.broker import WarmupMessage, enqueue_warmup
 from shared.catalog import DEFAULT_MODEL_VERSION, MODEL_SLUG, MODEL_VERSIONS
-from shared.errors import ErrorCode, InvalidInput, NotFound, WarmupTimeout
+from shared.errors import ErrorCode, InvalidInput, NotFound
 from shared.fleet import Heartbeat
 from shared.settings import PoolConfig
 from shared.states import PoolState
@@ -52,7 +52,7 @@ router = APIRouter(
 
 
 class StartRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     version: str = DEFAULT_MODEL_VERSION
     gpu_type: str | None = None
@@ -89,6 +89,9 @@ class StartAnswer(BaseModel):
     version: str
     gpu_type: str
     region: str
+    status: PoolState
+    """`warm` (200), or `starting` (202) when no worker was warm within REELFORGE_PREWARM_TIMEOUT_S:
+    the prewarm stays queued, and the status route shows when it is warm."""
     startup_ms: int | None
     was_cold_start: bool
     keep_warm: bool
@@ -215,8 +218,9 @@ def status(
     return FamilyStatus(slug=slug, version=version, status=overall, pools=pools)
 
 
-async def _wait_warm(services: Services, version: str, pool: PoolConfig) -> int:
-    """Ask the pool to prewarm `version` and wait until a worker is warm on it; milliseconds waited.
+async def _wait_warm(services: Services, version: str, pool: PoolConfig) -> int | None:
+    """Ask the pool to prewarm `version` and wait until a worker is warm on it; milliseconds waited,
+    or None when none was warm within the prewarm timeout.
 
     It waits on the event loop: each check is a short call in the thread pool, so a thousand waiting
     prewarms hold no thread and `/healthz` stays fast."""
@@ -230,9 +234,7 @@ async def _wait_warm(services: Services, version: str, pool: PoolConfig) -> int:
 
     while not await run_in_threadpool(warm):
         if time.monotonic() > t0 + timeout_s:
-            raise WarmupTimeout(
-                f"no worker became warm on {pool.gpu_type}/{pool.region} within {timeout_s:g}s"
-            )
+            return None
         await asyncio.sleep(0.2)
     return round((time.monotonic() - t0) * 1000)
 
@@ -248,19 +250,27 @@ def _prewarm_target(services: Services, owner: str, body: StartRequest) -> tuple
     return pool, pool.queue not in warm
 
 
-@router.post("/v1/model-families/{slug}/start", responses=error_responses(504))
-async def start(slug: str, body: StartRequest, owner: PrewarmOwner, services: ServicesDep) -> StartAnswer:
+@router.post(
+    "/v1/model-families/{slug}/start",
+    responses={202: {"model": StartAnswer, "description": "Still starting after the prewarm timeout"}},
+)
+async def start(
+    slug: str, body: StartRequest, owner: PrewarmOwner, services: ServicesDep, response: Response
+) -> StartAnswer:
     """Prewarm a target and answer once a worker is warm on it; with `run_until_stopped`, this API key
     keeps it warm past its idle timeout until it calls `stop`."""
     if slug != MODEL_SLUG:
         raise NotFound(f"unknown model {slug!r}; served: {MODEL_SLUG}")
     pool, cold = await run_in_threadpool(_prewarm_target, services, owner, body)
     startup_ms = await _wait_warm(services, body.version, pool) if cold else None
+    ready = not cold or startup_ms is not None
+    response.status_code = 200 if ready else 202
     return StartAnswer(
         slug=slug,
         version=body.version,
         gpu_type=pool.gpu_type,
         region=pool.region,
+        status=PoolState.WARM if ready else PoolState.STARTING,
         startup_ms=startup_ms,
         was_cold_start=cold,
         keep_warm=await run_in_threadpool(services.store.fleet.keep_warm, pool.queue),
