@@ -17,10 +17,12 @@ from shared.errors import ErrorCode, InvalidTransition, NotFound
 from shared.fleet import Fleet
 from shared.jobs import JobRecord, now
 from shared.schemas import JobError, Progress
-from shared.states import JobStatus
+from shared.states import JobPhase, JobStatus
 
 log = logging.getLogger(__name__)
 Listener = Callable[[JobRecord, JobStatus], None]
+EVENTS_KEPT = 500
+"""Changes kept per job in its event stream (a resuming client further behind gets the current state)."""
 
 
 class JobStore:
@@ -87,7 +89,10 @@ class JobStore:
             before["status"] = job.status
             change(job)
             p.multi()
-            p.set(key, job.model_dump_json(), keepttl=True)
+            record = job.model_dump_json()
+            p.set(key, record, keepttl=True)
+            p.xadd(keys.job_events(job.id), {"job": record}, maxlen=EVENTS_KEPT, approximate=True)
+            p.expire(keys.job_events(job.id), self.ttl_s)
             if job.status != before["status"]:
                 p.zrem(keys.owner_jobs_in(job.owner, before["status"]), job.id)
                 p.zadd(keys.owner_jobs_in(job.owner, job.status), {job.id: job.created_at.timestamp()})
@@ -176,14 +181,18 @@ class JobStore:
             return None
 
     def progress(self, job_id: str, worker: str, step: int, total: int) -> JobRecord:
-        def change(job: JobRecord) -> None:
-            if job.status != JobStatus.RUNNING or job.worker != worker:
-                raise InvalidTransition(
-                    f"job {job_id} is {job.status} on {job.worker}, not running on {worker}"
-                )
-            job.progress = Progress(step=step, total=total, fraction=round(step / total, 4) if total else 0.0)
+        """Denoising iteration `step` of `total` done."""
+        fraction = round(step / total, 4) if total else 0.0
+        progress = Progress(phase=JobPhase.DENOISING, step=step, total=total, fraction=fraction)
+        return self.update(job_id, _running_on(worker, lambda job: setattr(job, "progress", progress)))
 
-        return self.update(job_id, change)
+    def phase(self, job_id: str, worker: str, phase: JobPhase) -> JobRecord:
+        """The job entered `phase`; its iteration count stays as it was."""
+
+        def enter(job: JobRecord) -> None:
+            job.progress = (job.progress or Progress()).model_copy(update={"phase": phase})
+
+        return self.update(job_id, _running_on(worker, enter))
 
     def finish(self, job_id: str, worker: str, state: JobStatus, **fields: Any) -> JobRecord:
         """Move a job this worker runs to a terminal state, with its result or error."""
@@ -258,3 +267,15 @@ class JobStore:
 
 class _NothingToRun(Exception):
     pass
+
+
+def _running_on(worker: str, change: Callable[[JobRecord], None]) -> Callable[[JobRecord], None]:
+    """`change`, applied only while `worker` runs the job: a canceled or taken-over job raises
+    InvalidTransition, which stops the worker at its next step."""
+
+    def guarded(job: JobRecord) -> None:
+        if job.status != JobStatus.RUNNING or job.worker != worker:
+            raise InvalidTransition(f"job {job.id} is {job.status} on {job.worker}, not running on {worker}")
+        change(job)
+
+    return guarded

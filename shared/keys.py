@@ -48,6 +48,12 @@ def queued_jobs(queue: str) -> str:
     return f"{PREFIX}:queued:{queue}"
 
 
+def job_events(job_id: str) -> str:
+    """Stream of a job's committed changes (the record after each move), written in the move's own
+    transaction: what `GET /v1/jobs/{id}/events` streams and resumes from."""
+    return f"{PREFIX}:jobevents:{job_id}"
+
+
 RUNNING_JOBS = f"{PREFIX}:running"
 """Sorted set of running job ids by execution deadline, for the sweeper."""
 START_DEADLINES = f"{PREFIX}:startdeadlines"

@@ -23,7 +23,7 @@ from shared.catalog import (
 )
 from shared.errors import ErrorCode
 from shared.frames import VAE_TEMPORAL, output_frames, plan_windows
-from shared.states import DeliveryStatus, JobStatus
+from shared.states import DeliveryStatus, JobPhase, JobStatus
 from shared.tokenizer import count_tokens
 
 
@@ -259,9 +259,14 @@ class ErrorBody(BaseModel):
 
 
 class Progress(BaseModel):
+    """Where a running job is. `step` of `total` counts iterations of the diffusion-forcing schedule,
+    which has more iterations than `num_inference_steps` when `ar_step > 0`."""
+
+    phase: JobPhase | None = None
     step: int = 0
     total: int = 0
     fraction: float = 0.0
+    """Of the denoising iterations."""
 
 
 class Timings(BaseModel):

@@ -51,6 +51,18 @@ JOB_MOVES: dict[JobStatus, frozenset[JobStatus]] = {
 }
 
 
+class JobPhase(StrEnum):
+    """What a running job is doing now (its `progress.phase`); phases only move forward."""
+
+    LOADING = "loading"
+    """Loading the model version (a cold start)."""
+    DENOISING = "denoising"
+    """Iterations of the diffusion-forcing schedule (`progress.step` of `progress.total`)."""
+    DECODING = "decoding"
+    ENCODING = "encoding"
+    UPLOADING = "uploading"
+
+
 class WorkerState(StrEnum):
     STARTING = "starting"
     """Booting or loading a model version."""

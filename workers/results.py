@@ -9,6 +9,7 @@ import json
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from PIL import Image
 
 from shared.jobs import JobRecord
 from shared.schemas import InferenceRequest, Timings, VideoResult
+from shared.states import JobPhase
 from shared.storage import Storage, video_key
 from workers.encoding import encode_mp4, to_uint8
 
@@ -64,15 +66,23 @@ def sidecar(
 
 
 def publish(
-    storage: Storage, job: JobRecord, req: InferenceRequest, frames: np.ndarray, meta: dict[str, Any]
+    storage: Storage,
+    job: JobRecord,
+    req: InferenceRequest,
+    frames: np.ndarray,
+    meta: dict[str, Any],
+    enter: Callable[[JobPhase], object] = lambda _: None,
 ) -> tuple[VideoResult, float, float]:
-    """Encode and upload all three; returns the result, encode seconds and upload seconds."""
+    """Encode and upload all three; returns the result, encode seconds and upload seconds. `enter` is
+    told each phase as it begins (encoding, uploading)."""
+    enter(JobPhase.ENCODING)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="reelforge-") as tmp:
         video, poster, side = Path(tmp) / "video.mp4", Path(tmp) / "poster.jpg", Path(tmp) / "sidecar.json"
         encode_mp4(frames, req.fps, video)
         Image.fromarray(to_uint8(frames[0])).save(poster, "JPEG", quality=90)
         t1 = time.perf_counter()
+        enter(JobPhase.UPLOADING)
         size = storage.put_file(video_key(job.id), video, "video/mp4")
         storage.put_file(poster_key(job.id), poster, "image/jpeg")
         digest = hashlib.sha256(to_uint8(frames).tobytes()).hexdigest()

@@ -22,7 +22,7 @@ from shared.jobs import JobRecord
 from shared.jobstore import JobStore
 from shared.schemas import InferenceRequest, JobError
 from shared.settings import Settings
-from shared.states import JobStatus
+from shared.states import JobPhase, JobStatus
 from shared.storage import Storage
 from workers.pipeline import PipelineHolder
 from workers.results import publish, sidecar
@@ -144,6 +144,8 @@ class JobRunner:
     def _execute(self, job: JobRecord, req: InferenceRequest) -> None:
         job_id = job.id
         timeout_s = job.timeout_s or self.settings.execution_timeout_s
+        if self.holder.version != req.model_version:
+            self.store.phase(job_id, self.worker, JobPhase.LOADING)
         self.warm(req.model_version)
         pipe = self.holder.get(req.model_version)
         # The deadline and the request time start once the model is loaded: a cold start is
@@ -166,6 +168,8 @@ class JobRunner:
             check_deadline()
             # Raises InvalidTransition once the job was canceled: generation stops at this iteration.
             self.store.progress(job_id, self.worker, done, total)
+            if done == total:  # the sampler decodes the latents next
+                self.store.phase(job_id, self.worker, JobPhase.DECODING)
 
         frames = render_frames(pipe, req, self.settings.sampler, on_step, self.settings.compile_blocks)
         check_deadline()
@@ -176,7 +180,9 @@ class JobRunner:
             )
         timings = job.timings.model_copy(update={"model_s": round(t1 - t0, 3)})
         meta = sidecar(job, req, self.holder.revision, self.settings.sampler, timings)
-        result, encode_s, upload_s = publish(self.storage, job, req, frames, meta)
+        result, encode_s, upload_s = publish(
+            self.storage, job, req, frames, meta, lambda phase: self.store.phase(job_id, self.worker, phase)
+        )
         timings = timings.model_copy(update={"encode_s": round(encode_s, 3), "upload_s": round(upload_s, 3)})
         t3 = time.perf_counter()
         # Succeeded only now, after the upload is confirmed.
