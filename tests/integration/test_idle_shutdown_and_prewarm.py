@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import SMALL_REQUEST, Live, fleet, wait_job
+from tests.integration.support import SMALL_REQUEST, Live, fleet, wait_job
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import av
 import httpx
 import pytest
 
-from tests.conftest import BUCKET, KEY_A, SMALL_REQUEST, Live, wait_job
+from tests.integration.support import BUCKET, KEY_A, SMALL_REQUEST, Live, wait_job
 
 pytestmark = pytest.mark.integration
 

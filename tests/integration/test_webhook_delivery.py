@@ -19,7 +19,7 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from tests.conftest import KEY_B, SMALL_REQUEST, Live, wait_job
+from tests.integration.support import KEY_B, SMALL_REQUEST, Live, wait_job
 
 pytestmark = pytest.mark.integration
 

@@ -16,13 +16,13 @@ import redis
 from shared.batchstore import BatchStore
 from shared.jobstore import JobStore
 from shared.states import JobStatus
-from tests.conftest import BUCKET, KEY_A, KEY_B, SMALL_REQUEST, Live, wait_job
+from tests.integration.support import BUCKET, KEY_A, KEY_B, SMALL_REQUEST, Live, wait_job
 
 pytestmark = pytest.mark.integration
 
 DEFAULTS = {k: v for k, v in SMALL_REQUEST.items() if k != "prompt"}
 IDLE = SMALL_REQUEST | {"region": "idle"}  # no worker serves it here: jobs stay queued
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 
 
 def post_jsonl(client: httpx.Client, lines: list[str], defaults: dict | None = None) -> httpx.Response:

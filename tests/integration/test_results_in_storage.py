@@ -23,7 +23,7 @@ from PIL import Image
 from scheduler.dev.stack import free_port
 from shared.settings import Settings
 from shared.storage import LocalStorage
-from tests.conftest import BUCKET, KEY_A, SMALL_REQUEST, Live, wait_job
+from tests.integration.support import BUCKET, KEY_A, SMALL_REQUEST, Live, wait_job
 
 pytestmark = pytest.mark.integration
 

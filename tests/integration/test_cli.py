@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from scheduler.dev.stack import free_port, wait_until
-from tests.conftest import KEY_A, SMALL_REQUEST, Live
+from tests.integration.support import KEY_A, SMALL_REQUEST, Live
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import KEY_A, SMALL_REQUEST, Live, wait_job
+from tests.integration.support import KEY_A, SMALL_REQUEST, Live, wait_job
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import SMALL_REQUEST, Live, fleet, wait_job
+from tests.integration.support import SMALL_REQUEST, Live, fleet, wait_job
 
 pytestmark = pytest.mark.integration
 

@@ -5,36 +5,16 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import boto3
 import httpx
 import pytest
-import redis
 
 from scheduler.dev.stack import Stack, free_port, wait_until
 from scheduler.dev.supervisor import ManagedPool, Supervisor
-from shared.fleet import Fleet
 from shared.settings import Settings
-
-KEY_A, KEY_B = "test-key-a", "test-key-b"
-BUCKET = "reelforge-test"
-TERMINAL = {"succeeded", "failed", "canceled", "expired"}
-
-# CPU-sized version of the catalog's example request.
-SMALL_REQUEST: dict[str, Any] = {
-    "prompt": "A cat and a dog inspect a compact GPU server in a cozy lab",
-    "width": 48,
-    "height": 32,
-    "num_frames": 17,
-    "num_inference_steps": 4,
-    "model_version": "tiny-random",
-    "region": "local",
-}
+from tests.integration.support import BUCKET, KEY_A, KEY_B, Live
 
 POOLS = [
     {"gpu_type": "CPU", "region": "local", "model_versions": ["tiny-random"]},
@@ -48,38 +28,6 @@ POOLS = [
     {"gpu_type": "B200", "region": "us-central1", "model_versions": ["df-1-3b-540p-diffusers"]},
 ]
 ELASTIC_ENV = {"REELFORGE_WORKER_IDLE_TIMEOUT_S": "3", "REELFORGE_TEST_STOP_DELAY_S": "2"}
-
-
-@dataclass
-class Live:
-    stack: Stack
-    base: str
-    s3_endpoint: str
-    supervisor: Supervisor | None = None
-
-    def client(self, key: str = KEY_A) -> httpx.Client:
-        return httpx.Client(base_url=self.base, headers={"Authorization": f"Bearer {key}"}, timeout=30)
-
-    def s3(self) -> Any:
-        return boto3.client(
-            "s3", endpoint_url=self.s3_endpoint, region_name="us-east-1", aws_access_key_id="test",
-            aws_secret_access_key="test",
-        )  # fmt: skip
-
-
-def wait_job(client: httpx.Client, job_id: str, timeout_s: float = 120, until: set[str] = TERMINAL) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] in until:
-            return job
-        if time.monotonic() > deadline:
-            raise AssertionError(f"job {job_id} still {job['status']} after {timeout_s}s: {job}")
-        time.sleep(0.2)
-
-
-def fleet(live: Live) -> Fleet:
-    return Fleet(redis.Redis.from_url(live.stack.env["REELFORGE_REDIS_URL"], decode_responses=True))
 
 
 @pytest.fixture(scope="session")
@@ -139,4 +87,4 @@ def api(live: Live) -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def fixtures_dir() -> Path:
-    return Path(__file__).parent
+    return Path(__file__).parents[1]

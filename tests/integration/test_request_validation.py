@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from shared.frames import output_frames, plan_windows
-from tests.conftest import SMALL_REQUEST
+from tests.integration.support import SMALL_REQUEST
 
 pytestmark = pytest.mark.integration
 
