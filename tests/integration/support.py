@@ -32,6 +32,10 @@ SMALL_REQUEST: dict[str, Any] = {
     "region": "local",
 }
 
+# Long enough on the CPU to be caught mid-denoising.
+SLOW_REQUEST = SMALL_REQUEST | {"num_frames": 65, "width": 128, "height": 128, "num_inference_steps": 60,
+                                "causal_block_size": 1, "ar_step": 0}  # fmt: skip
+
 T = TypeVar("T")
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ import redis
 from shared.batchstore import BatchStore
 from shared.jobstore import JobStore
 from shared.states import JobStatus
-from tests.integration.support import BUCKET, KEY_A, KEY_B, SMALL_REQUEST, Live, wait_job
+from tests.integration.support import BUCKET, KEY_B, SMALL_REQUEST, Live
 
 pytestmark = pytest.mark.integration
 
@@ -272,46 +270,3 @@ def test_a_read_writes_the_manifest_the_listener_missed(live: Live, api: httpx.C
     record = BatchStore.of(bare).get(batch["id"])
     assert record is not None and record.manifest_key == f"batches/{batch['id']}/manifest.jsonl"
     client.close()
-
-
-def test_cli_batch_end_to_end(live: Live, tmp_path: Path) -> None:
-    requests = tmp_path / "requests.jsonl"
-    requests.write_text("".join(json.dumps({"prompt": f"cli {i}", "seed": i}) + "\n" for i in range(3)))
-    output = tmp_path / "out" / "manifest.jsonl"
-    api_args = ["--api-base", live.base, "--api-key", KEY_A]
-    argv = [
-        sys.executable,
-        "-m",
-        "scheduler.dev.cli",
-        "batch",
-        str(requests),
-        "--defaults",
-        json.dumps(DEFAULTS),
-    ]
-    run = subprocess.run(
-        [*argv, "--output", str(output), "--poll-s", "0.3", *api_args],
-        cwd=ROOT, capture_output=True, text=True, timeout=240,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr
-    entries = [json.loads(line) for line in output.read_text().splitlines()]
-    assert [(e["line"], e["status"]) for e in entries] == [
-        (1, "succeeded"),
-        (2, "succeeded"),
-        (3, "succeeded"),
-    ]
-    assert "manifest:" in run.stdout and "succeeded=3" in run.stdout
-    with live.client() as api:
-        jobs = [wait_job(api, e["job_id"]) for e in entries]
-    assert [j["request"]["seed"] for j in jobs] == [0, 1, 2]
-    assert len({j["batch_id"] for j in jobs}) == 1
-
-    requests.write_text(
-        json.dumps({"prompt": "ok"}) + "\n" + json.dumps({"prompt": "bad", "width": 40}) + "\n"
-    )
-    refused = subprocess.run(
-        [*argv, "--output", str(tmp_path / "never.jsonl"), *api_args],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert refused.returncode == 2
-    assert "line 2: width: must be a multiple of 16, got 40" in refused.stderr
-    assert not (tmp_path / "never.jsonl").exists()

@@ -1,4 +1,5 @@
-"""The catalog's route check, reliability and run-estimate routes, from jobs actually run."""
+"""The catalog page's shell snippets, run verbatim against the stack (only sizes and the model version
+made CPU-sized): inference, route check and reliability."""
 
 from __future__ import annotations
 
@@ -37,13 +38,6 @@ def test_route_check_snippet_runs_unchanged(live: Live, fixtures_dir: Path) -> N
     ]
 
 
-def test_route_check_for_unserved_target_is_404(api: httpx.Client) -> None:
-    response = api.get(
-        f"{MODELS}/inference-routes", params={"model_version": "tiny-random", "gpu_type": "H200"}
-    )
-    assert response.status_code == 404 and "CPU/local" in response.json()["error"]["message"]
-
-
 def test_reliability_snippet_reads_measured_targets(
     live: Live, api: httpx.Client, fixtures_dir: Path
 ) -> None:
@@ -79,22 +73,33 @@ def test_reliability_without_history_says_so(live: Live, fixtures_dir: Path) -> 
     }
 
 
-def test_run_estimate_from_history_or_plainly_none(api: httpx.Client) -> None:
-    none = api.get(f"{MODELS}/run-estimate", params={"gpu_type": "B200"}).json()
-    assert none["has_history"] is False and "no history yet" in none["note"]
-    assert none["cost_per_gpu_hour_usd"] == 7.15 and none["warm"]["request_ms"] is None
-    wait_job(api, api.post("/v1/inference/skywork-skyreels-v2", json=SMALL_REQUEST).json()["id"])
-    cpu = api.get(f"{MODELS}/run-estimate", params={"model_version": "tiny-random", "region": "local"}).json()
-    assert cpu["has_history"] is True and cpu["warm"]["request_ms"] > 0 and cpu["warm"]["cost_usd"] == 0.0
+def test_catalog_inference_snippet_runs_verbatim(live: Live, api: httpx.Client, fixtures_dir: Path) -> None:
+    script = (fixtures_dir / "snippets" / "inference.sh").read_text()
+    # Only the payload's model version and CPU-sized width, height and frame count change.
+    for old, new in (
+        ('"width": 960', '"width": 32'),
+        ('"height": 544', '"height": 16'),
+        ('"num_frames": 97', '"num_frames": 17'),
+        ('"model_version": "df-1-3b-540p-diffusers"', '"model_version": "tiny-random"'),
+    ):
+        assert old in script
+        script = script.replace(old, new)
+    for base in (live.base, live.base + "/v1"):  # the snippet accepts a base with or without /v1
+        env = os.environ | {"FORGE_API_BASE": base, "FORGE_API_KEY": KEY_A}
+        run = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        job = json.loads(run.stdout)
+        assert job["status"] == "queued"
+        done = wait_job(api, job["id"])
+        assert done["status"] == "succeeded", done
+        assert (done["result"]["frames"], done["result"]["width"], done["result"]["height"]) == (17, 32, 16)
+        assert done["request"]["num_inference_steps"] == 20 and done["request"]["ar_step"] == 5
 
 
-def test_automatic_routing_prefers_a_warm_pool(api: httpx.Client) -> None:
-    status = api.get(
-        "/v1/model-families/skywork-skyreels-v2/status", params={"version": "tiny-random"}
-    ).json()
-    warm = {p["region"] for p in status["pools"] if p["status"] == "warm"}
-    assert "local" in warm
-    body = {k: v for k, v in SMALL_REQUEST.items() if k != "region"}
-    job = api.post("/v1/inference/skywork-skyreels-v2", json=body).json()
-    assert job["region"] in warm
-    assert wait_job(api, job["id"])["status"] == "succeeded"
+def test_snippet_without_key_fails_with_catalog_message(live: Live, fixtures_dir: Path) -> None:
+    env = os.environ | {"FORGE_API_BASE": live.base, "FORGE_API_KEY": ""}
+    run = subprocess.run(
+        ["bash", str(fixtures_dir / "snippets" / "inference.sh")], env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 1
+    assert "Set FORGE_API_KEY" in run.stderr

@@ -8,13 +8,11 @@ import time
 import httpx
 import pytest
 
-from tests.integration.support import SMALL_REQUEST, Live, fleet, wait_job
+from tests.integration.support import SLOW_REQUEST, Live, fleet, wait_job
 
 pytestmark = pytest.mark.integration
 
-# Long enough on the CPU to be caught mid-denoising.
-SLOW = SMALL_REQUEST | {"region": "redelivery", "num_frames": 65, "width": 128, "height": 128,
-                        "num_inference_steps": 60, "causal_block_size": 1, "ar_step": 0}  # fmt: skip
+SLOW = SLOW_REQUEST | {"region": "redelivery"}
 
 
 def test_killed_worker_job_is_redelivered_and_succeeds_once(live: Live, api: httpx.Client) -> None:

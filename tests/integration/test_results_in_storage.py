@@ -4,14 +4,12 @@ retention."""
 from __future__ import annotations
 
 import io
-import json
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import av
@@ -21,8 +19,6 @@ import pytest
 from PIL import Image
 
 from scheduler.dev.stack import free_port
-from shared.settings import Settings
-from shared.storage import LocalStorage
 from tests.integration.support import BUCKET, KEY_A, SMALL_REQUEST, Live, wait_job
 
 pytestmark = pytest.mark.integration
@@ -121,15 +117,3 @@ def test_storage_lifecycle_command_sets_the_bucket_rule(live: Live) -> None:
         ("videos/", 7),
         ("batches/", 7),
     }
-
-
-def test_local_store_sweeps_results_past_retention(tmp_path: Path) -> None:
-    store = LocalStorage(Settings(storage_dir=tmp_path))
-    old, new = tmp_path / "videos" / "old.mp4", tmp_path / "videos" / "new.mp4"
-    old.parent.mkdir()
-    old.write_bytes(b"x")
-    new.write_bytes(b"y")
-    os.utime(old, (time.time() - 3 * 86400, time.time() - 3 * 86400))
-    assert store.delete_older_than(2) == 1
-    assert not old.exists() and new.exists()
-    assert json.loads(json.dumps({"kept": new.name})) == {"kept": "new.mp4"}

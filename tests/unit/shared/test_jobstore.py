@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -17,7 +15,7 @@ from shared.fleet import Heartbeat
 from shared.jobs import JobRecord, now
 from shared.jobstore import JobStore
 from shared.schemas import JobError
-from shared.states import JOB_MOVES, JobStatus
+from shared.states import JobStatus
 
 
 @pytest.fixture(scope="module")
@@ -35,15 +33,6 @@ def new_job(store: JobStore, job_id: str) -> JobRecord:
                     region="local", queue="q")  # fmt: skip
     store.create(job)
     return job
-
-
-@pytest.mark.parametrize("terminal", [JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED])
-def test_terminal_states_have_no_way_out(terminal: JobStatus) -> None:
-    assert JOB_MOVES[terminal] == frozenset()
-    job = JobRecord(id="x", owner="o", request={}, gpu_type="CPU", region="local", queue="q", status=terminal)
-    for target in JobStatus:
-        with pytest.raises(InvalidTransition):
-            job.move(target)
 
 
 def test_late_redelivery_of_a_finished_job_is_ignored(store: JobStore) -> None:
@@ -121,14 +110,6 @@ def test_cancel_moves_queued_or_running_and_refuses_finished(store: JobStore) ->
         store.progress("c2", "w", 1, 5)
     with pytest.raises(InvalidTransition, match="already canceled"):
         store.end("c2", JobStatus.CANCELED, "canceled", "again")
-
-
-def test_scheduler_never_imports_torch_or_diffusers() -> None:
-    code = (
-        "import sys, scheduler.api.app, scheduler.dev.cli; print({'torch', 'diffusers'} & set(sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "set()"
 
 
 def test_sweeper_ends_overdue_jobs_of_live_workers_and_leaves_dead_ones(store: JobStore) -> None:
