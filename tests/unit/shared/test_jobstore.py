@@ -1,15 +1,14 @@
-"""Job state machine and store: finished jobs never move backwards; redeliveries are guarded."""
+"""The job store on a real Redis (empty for each test): finished jobs never move backwards,
+redeliveries are guarded, queue positions, deadlines, attempts, cancel and the sweeper's reaping."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 import redis
 
-from scheduler.dev.stack import Stack, free_port
 from shared.errors import InvalidTransition
 from shared.fleet import Heartbeat
 from shared.jobs import JobRecord, now
@@ -18,14 +17,9 @@ from shared.schemas import JobError
 from shared.states import JobStatus
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JobStore]:
-    stack = Stack(tmp_path_factory.mktemp("redis"))
-    try:
-        url = stack.start_redis(free_port(), persist=False)
-        yield JobStore(redis.Redis.from_url(url, decode_responses=True), ttl_s=60)
-    finally:
-        stack.stop()
+@pytest.fixture
+def store(redis_client: redis.Redis) -> JobStore:
+    return JobStore(redis_client, ttl_s=60)
 
 
 def new_job(store: JobStore, job_id: str) -> JobRecord:
