@@ -14,7 +14,7 @@ import pytest
 from scheduler.dev.stack import Stack, free_port, wait_until
 from scheduler.dev.supervisor import ManagedPool, Supervisor
 from shared.settings import Settings
-from tests.integration.support import BUCKET, KEY_A, KEY_B, Live
+from tests.integration.support import BUCKET, KEY_A, KEY_B, Live, clear_job_state
 
 POOLS = [
     {"gpu_type": "CPU", "region": "local", "model_versions": ["tiny-random"]},
@@ -77,6 +77,16 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         if live and live.supervisor:
             live.supervisor.stop()
         stack.stop()
+
+
+@pytest.fixture(autouse=True)
+def fresh_job_state(live: Live) -> None:
+    """Each test starts without the jobs, samples, flags, batches and webhooks of the ones before."""
+    r = live.redis()
+    try:
+        clear_job_state(r)
+    finally:
+        r.close()
 
 
 @pytest.fixture

@@ -3,9 +3,11 @@ with deadlines (never a fixed sleep)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from typing import Any, TypeVar
 
 import boto3
@@ -14,8 +16,12 @@ import redis
 
 from scheduler.dev.stack import Stack
 from scheduler.dev.supervisor import Supervisor
+from shared import keys
+from shared.errors import ErrorCode, InvalidTransition
 from shared.fleet import Fleet
-from shared.states import TERMINAL
+from shared.jobs import JobRecord
+from shared.jobstore import JobStore
+from shared.states import TERMINAL, JobStatus
 
 KEY_A, KEY_B = "test-key-a", "test-key-b"
 BUCKET = "reelforge-test"
@@ -86,3 +92,36 @@ def wait_job(
 
 def fleet(live: Live) -> Fleet:
     return Fleet(live.redis())
+
+
+# What clear_job_state leaves in place under the ReelForge prefix: the running workers' presence, and
+# the job records (ended first), so that a task still queued for one finds it ended and drops it where
+# a missing record would be retried. Celery's and kombu's keys (queues, bindings, unacked) are outside
+# the prefix and untouched.
+KEPT = (keys.worker("*"), keys.webhook_consumer("*"), keys.job("*"))
+
+
+def clear_job_state(r: redis.Redis, settle_s: float = 90) -> None:
+    """Leave the shared stack as a fresh test expects it, with its workers running.
+
+    Every job another test left queued or running is ended (canceled: its worker stops at its next
+    step); once no worker runs a job and no webhook delivery is pending, the rest of the job-side state
+    goes: job indexes and queue positions, samples and cold starts, keep-warm and prewarm flags, batches,
+    idempotency keys, webhook secrets and deliveries.
+    """
+    store = JobStore(r, ttl_s=3600)
+    found = list(r.scan_iter(keys.job("*"), count=1000))
+    for raw in r.mget(found) if found else []:
+        job = JobRecord.model_validate_json(raw) if raw else None
+        if job is not None and not job.status.terminal:
+            with contextlib.suppress(InvalidTransition):  # it ended meanwhile
+                store.end(job.id, JobStatus.CANCELED, ErrorCode.CANCELED, "ended between tests")
+
+    def settled() -> bool:
+        running = [hb.worker for hb in Fleet(r).live() if hb.current_job]
+        return not running and not r.zcard(keys.WEBHOOKS_DUE)
+
+    wait_for(settled, settle_s, "workers and webhook deliveries left by the previous test to settle")
+    stale = [k for k in r.scan_iter(f"{keys.PREFIX}:*", count=1000) if not any(fnmatch(k, p) for p in KEPT)]
+    if stale:
+        r.delete(*stale)
