@@ -14,20 +14,23 @@ import pytest
 from scheduler.dev.stack import Stack, free_port, wait_until
 from scheduler.dev.supervisor import ManagedPool, Supervisor
 from shared.settings import Settings
-from tests.integration.support import BUCKET, KEY_A, KEY_B, Live, clear_job_state
+from tests.integration.support import BUCKET, ELASTIC_IDLE_TIMEOUT_S, KEY_A, KEY_B, Live, clear_job_state
 
 POOLS = [
     {"gpu_type": "CPU", "region": "local", "model_versions": ["tiny-random"]},
     # A pool of its own for tests that kill its workers.
     {"gpu_type": "CPU", "region": "redelivery", "model_versions": ["tiny-random"]},
-    # Workers started on demand by the supervisor, with a 3 s idle timeout and faults injectable.
+    # Workers started on demand by the supervisor, with a short idle timeout and a slow shutdown.
     {"gpu_type": "CPU", "region": "elastic", "model_versions": ["tiny-random"]},
     # No worker unless a test starts one: jobs stay queued.
     {"gpu_type": "CPU", "region": "idle", "model_versions": ["tiny-random"]},
+    # Pools whose tests start their own workers with a fault injected (tests/fixtures/).
+    {"gpu_type": "CPU", "region": "oom", "model_versions": ["tiny-random"]},
+    {"gpu_type": "CPU", "region": "crash", "model_versions": ["tiny-random"]},
     # The catalog's selected target, configured but never run here: its routes must answer.
     {"gpu_type": "B200", "region": "us-central1", "model_versions": ["df-1-3b-540p-diffusers"]},
 ]
-ELASTIC_ENV = {"REELFORGE_WORKER_IDLE_TIMEOUT_S": "3", "REELFORGE_TEST_STOP_DELAY_S": "2"}
+ELASTIC_ENV = {"REELFORGE_WORKER_IDLE_TIMEOUT_S": str(ELASTIC_IDLE_TIMEOUT_S)}
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +73,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         elastic = next(p for p in Settings(pools=POOLS).pools if p.region == "elastic")
         settings = Settings(redis_url=stack.env["REELFORGE_REDIS_URL"], visibility_timeout_s=4)
         live.supervisor = Supervisor(
-            stack, settings, [ManagedPool(elastic, ELASTIC_ENV, "tests.fixtures.fault_worker")]
+            stack, settings, [ManagedPool(elastic, ELASTIC_ENV, "tests.fixtures.slow_shutdown")]
         ).start()
         yield live
     finally:

@@ -18,7 +18,7 @@ from scheduler.dev.stack import Stack
 from scheduler.dev.supervisor import Supervisor
 from shared import keys
 from shared.errors import ErrorCode, InvalidTransition
-from shared.fleet import Fleet
+from shared.fleet import Fleet, TaskSeen
 from shared.jobs import JobRecord
 from shared.jobstore import JobStore
 from shared.states import TERMINAL, JobStatus
@@ -26,6 +26,8 @@ from shared.states import TERMINAL, JobStatus
 KEY_A, KEY_B = "test-key-a", "test-key-b"
 BUCKET = "reelforge-test"
 ROUTE = "/v1/inference/skywork-skyreels-v2"
+ELASTIC_IDLE_TIMEOUT_S = 3
+"""Idle seconds after which the `elastic` pool's workers stop."""
 
 # CPU-sized version of the catalog's example request.
 SMALL_REQUEST: dict[str, Any] = {
@@ -92,6 +94,13 @@ def wait_job(
 
 def fleet(live: Live) -> Fleet:
     return Fleet(live.redis())
+
+
+def task_seen(live: Live, worker: str, job_id: str) -> TaskSeen | None:
+    """What `worker` did with the job's task, once its heartbeat reports that as its last task."""
+    beat = fleet(live).heartbeat(worker)
+    last = beat.last_task if beat else None
+    return last if last is not None and last.job_id == job_id else None
 
 
 # What clear_job_state leaves in place under the ReelForge prefix: the running workers' presence, and
