@@ -4,6 +4,7 @@ with deadlines (never a fixed sleep)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -94,6 +95,22 @@ def wait_job(
 
 def fleet(live: Live) -> Fleet:
     return Fleet(live.redis())
+
+
+def broker_copies(live: Live, queue: str, task_id: str) -> int:
+    """Copies of a Celery task the broker still holds: waiting in its pool's queue, or delivered to a
+    worker and not acked (kombu's `unacked` hash, whence a dead worker's tasks are restored). Read in
+    one transaction, so a copy moving from one to the other is not missed; none left means nothing
+    can run the task again."""
+    r = live.redis()
+    with r.pipeline(transaction=True) as p:
+        p.lrange(queue, 0, -1)
+        p.hvals("unacked")
+        waiting, unacked = p.execute()
+    r.close()
+    ids = [json.loads(m)["headers"]["id"] for m in waiting]
+    ids += [json.loads(v)[0]["headers"]["id"] for v in unacked]
+    return ids.count(task_id)
 
 
 def task_seen(live: Live, worker: str, job_id: str) -> TaskSeen | None:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 
-from tests.integration.support import ROUTE, SLOW_REQUEST, SMALL_REQUEST, Live, wait_for, wait_job
+from shared.fleet import TaskOutcome
+from tests.integration.support import ROUTE, SLOW_REQUEST, SMALL_REQUEST, Live, task_seen, wait_for, wait_job
 
 pytestmark = pytest.mark.integration
 
@@ -24,10 +23,14 @@ def test_cancel_queued_job_never_starts(live: Live, api: httpx.Client) -> None:
     assert again.status_code == 409 and again.json()["error"]["code"] == "already_finished"
     assert "already canceled" in again.json()["error"]["message"]
     live.stack.start_worker("w-idle", {"REELFORGE_WORKER_REGION": "idle"})
-    time.sleep(3)  # the worker takes the task and must drop it
-    after = api.get(f"/v1/jobs/{job['id']}").json()
-    assert (after["status"], after["started_at"], after["attempts"]) == ("canceled", None, 0)
-    live.stack.kill("w-idle")
+    try:
+        # The worker takes the task and drops it.
+        seen = wait_for(lambda: task_seen(live, "w-idle@reelforge", job["id"]), 60, "w-idle to take the task")
+        assert seen.outcome == TaskOutcome.DROPPED
+        after = api.get(f"/v1/jobs/{job['id']}").json()
+        assert (after["status"], after["started_at"], after["attempts"]) == ("canceled", None, 0)
+    finally:
+        live.stack.kill("w-idle")
 
 
 def test_cancel_running_job_stops_and_worker_keeps_serving(live: Live, api: httpx.Client) -> None:
@@ -39,7 +42,9 @@ def test_cancel_running_job_stops_and_worker_keeps_serving(live: Live, api: http
     )
     assert api.post(f"/v1/jobs/{job['id']}/cancel").json()["status"] == "canceled"
     canceled = api.get(f"/v1/jobs/{job['id']}").json()
-    time.sleep(1)
+    # The worker sees the cancel at its next step and stops the job there.
+    seen = wait_for(lambda: task_seen(live, canceled["worker"], job["id"]), 30, "the worker to stop the job")
+    assert seen.outcome == TaskOutcome.STOPPED
     later = api.get(f"/v1/jobs/{job['id']}").json()
     assert later["status"] == "canceled" and later["result"] is None
     assert later["progress"]["step"] <= canceled["progress"]["step"] + 1 < later["progress"]["total"]

@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from scheduler.dev.stack import free_port, wait_until
-from tests.integration.support import KEY_A, SMALL_REQUEST, Live, wait_job
+from tests.integration.support import KEY_A, SMALL_REQUEST, Live, wait_for, wait_job
 
 pytestmark = pytest.mark.integration
 
@@ -73,6 +73,13 @@ def test_job_records_outlive_the_api_process(live: Live) -> None:
         live.stack.kill("api-second")
 
 
+def running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def test_dev_stack_starts_and_ctrl_c_leaves_nothing_running(tmp_path: Path) -> None:
     port, flower = free_port(), free_port()
     argv = [
@@ -98,8 +105,8 @@ def test_dev_stack_starts_and_ctrl_c_leaves_nothing_running(tmp_path: Path) -> N
         assert len(children) >= 4  # redis, API, Flower, worker
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0
-        time.sleep(0.5)
-        assert [c.pid for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE] == []
+        wait_for(lambda: not any(map(running, children)), 10, "every child of the dev stack to exit")
+        assert [c.pid for c in children if running(c)] == []
         assert (tmp_path / "data" / "redis" / "appendonlydir").is_dir()  # persisted under the data folder
     finally:
         # On a failure above, stop the stack as a user would, then anything it left behind.

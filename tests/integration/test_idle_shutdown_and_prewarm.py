@@ -14,12 +14,23 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.support import ROUTE, SMALL_REQUEST, Live, fleet, wait_for, wait_job
+from shared import keys
+from shared.fleet import Heartbeat
+from tests.integration.support import (
+    ELASTIC_IDLE_TIMEOUT_S,
+    ROUTE,
+    SMALL_REQUEST,
+    Live,
+    fleet,
+    wait_for,
+    wait_job,
+)
 
 pytestmark = pytest.mark.integration
 
 STATUS = "/v1/model-families/skywork-skyreels-v2/status"
 ELASTIC = SMALL_REQUEST | {"region": "elastic"}
+QUEUE = keys.pool_queue("CPU", "elastic")
 
 
 def pool(api: httpx.Client, region: str) -> dict[str, Any]:
@@ -81,7 +92,7 @@ def test_prewarm_from_cold_status_cycle_and_idle_shutdown(
     stop.set()
     watcher.join()
     assert seen[:3] == ["cold", "starting", "warm"] and seen[-1] == "cold", seen
-    assert fleet(live).cold_starts_s("tiny-random", "reelforge.cpu.elastic")
+    assert fleet(live).cold_starts_s("tiny-random", QUEUE)
 
 
 def test_idle_shutdown_then_comeback_on_new_work(live: Live, api: httpx.Client) -> None:
@@ -114,7 +125,14 @@ def test_run_until_stopped_ignores_idle_timeout_until_stop(
 ) -> None:
     started = run_snippet(fixtures_dir, "warmup.sh", live.base, **TARGET, FORGE_KEEP_WARM="true")
     assert started.returncode == 0 and started.stdout.strip().endswith("keep_warm=True"), started
-    time.sleep(6)  # twice the idle timeout
+
+    def idle_twice_the_timeout() -> Heartbeat | None:
+        """A heartbeat of an elastic worker idle for twice the idle timeout: one kept warm past it."""
+        beats = [hb for hb in fleet(live).live() if hb.queue == QUEUE and hb.idle_since is not None]
+        return next((hb for hb in beats if hb.beat_at - hb.idle_since >= 2 * ELASTIC_IDLE_TIMEOUT_S), None)  # type: ignore[operator]
+
+    beat = wait_for(idle_twice_the_timeout, 30, "an elastic worker idle for twice its idle timeout")
+    assert beat.state == "warm" and beat.keep_warm
     assert pool(api, "elastic")["status"] == "warm" and pool(api, "elastic")["keep_warm"] is True
     stopped = api.post("/v1/model-families/skywork-skyreels-v2/stop",
                        json={"version": "tiny-random", "gpu_type": "CPU", "region": "elastic"})  # fmt: skip

@@ -7,7 +7,6 @@ import io
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlparse
@@ -19,7 +18,7 @@ import pytest
 from PIL import Image
 
 from scheduler.dev.stack import free_port
-from tests.integration.support import BUCKET, KEY_A, SMALL_REQUEST, Live, wait_job
+from tests.integration.support import BUCKET, KEY_A, SMALL_REQUEST, Live, wait_for, wait_job
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +73,7 @@ def test_expired_link_is_refreshed_on_read(api: httpx.Client, short_links_api: s
     assert abs(signed_until(first["video_url"]) - parse_dt(first["video_url_expires_at"])) <= timedelta(
         seconds=1
     )
-    time.sleep(3)
+    wait_for(lambda: signed_until(first["video_url"]) < datetime.now(UTC), 10, "the first link to lapse")
     # moto does not enforce presigned expiry, so check the signature's own terms: it has lapsed.
     assert signed_until(first["video_url"]) < datetime.now(UTC)
     fresh = httpx.get(f"{short_links_api}/v1/jobs/{job['id']}", headers=headers).json()["result"]
