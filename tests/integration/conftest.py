@@ -99,5 +99,6 @@ def api(live: Live) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def fixtures_dir() -> Path:
-    return Path(__file__).parents[1]
+def snippets() -> Path:
+    """The catalog page's shell snippets, copied verbatim."""
+    return Path(__file__).parents[1] / "snippets"

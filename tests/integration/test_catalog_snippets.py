@@ -18,15 +18,13 @@ pytestmark = pytest.mark.integration
 MODELS = "/v1/models/skywork-skyreels-v2"
 
 
-def snippet(fixtures_dir: Path, name: str, live: Live, **env: str) -> subprocess.CompletedProcess:
+def snippet(snippets: Path, name: str, live: Live, **env: str) -> subprocess.CompletedProcess:
     full = os.environ | {"FORGE_API_BASE": live.base, "FORGE_API_KEY": KEY_A} | env
-    return subprocess.run(
-        ["bash", str(fixtures_dir / "snippets" / name)], env=full, capture_output=True, text=True
-    )
+    return subprocess.run(["bash", str(snippets / name)], env=full, capture_output=True, text=True)
 
 
-def test_route_check_snippet_runs_unchanged(live: Live, fixtures_dir: Path) -> None:
-    run = snippet(fixtures_dir, "route-check.sh", live)
+def test_route_check_snippet_runs_unchanged(live: Live, snippets: Path) -> None:
+    run = snippet(snippets, "route-check.sh", live)
     assert run.returncode == 0, run.stderr
     body = json.loads(run.stdout)
     assert (
@@ -38,14 +36,12 @@ def test_route_check_snippet_runs_unchanged(live: Live, fixtures_dir: Path) -> N
     ]
 
 
-def test_reliability_snippet_reads_measured_targets(
-    live: Live, api: httpx.Client, fixtures_dir: Path
-) -> None:
+def test_reliability_snippet_reads_measured_targets(live: Live, api: httpx.Client, snippets: Path) -> None:
     for seed in (1, 2):
         job = api.post("/v1/inference/skywork-skyreels-v2", json=SMALL_REQUEST | {"seed": seed}).json()
         assert wait_job(api, job["id"])["status"] == "succeeded"
     target = {"FORGE_MODEL_VERSION": "tiny-random", "FORGE_GPU_TYPE": "CPU", "FORGE_REGION": "local"}
-    run = snippet(fixtures_dir, "reliability.sh", live, **target)
+    run = snippet(snippets, "reliability.sh", live, **target)
     assert run.returncode == 0, run.stderr
     lines = run.stdout.strip().splitlines()
     assert lines[0] == "skywork-skyreels-v2 reliability=verified supported=1/1"
@@ -63,8 +59,8 @@ def test_reliability_snippet_reads_measured_targets(
     assert body["fastest_supported_target"]["request_ms_p50"] == row["request_ms_p50"]
 
 
-def test_reliability_without_history_says_so(live: Live, fixtures_dir: Path) -> None:
-    run = snippet(fixtures_dir, "reliability.sh", live)  # the catalog's B200 target: configured, never run
+def test_reliability_without_history_says_so(live: Live, snippets: Path) -> None:
+    run = snippet(snippets, "reliability.sh", live)  # the catalog's B200 target: configured, never run
     assert run.returncode == 1
     assert "No supported GPU/region target returned." in run.stderr
     assert json.loads(run.stdout[run.stdout.index("{") :]) == {
@@ -73,8 +69,8 @@ def test_reliability_without_history_says_so(live: Live, fixtures_dir: Path) -> 
     }
 
 
-def test_catalog_inference_snippet_runs_verbatim(live: Live, api: httpx.Client, fixtures_dir: Path) -> None:
-    script = (fixtures_dir / "snippets" / "inference.sh").read_text()
+def test_catalog_inference_snippet_runs_verbatim(live: Live, api: httpx.Client, snippets: Path) -> None:
+    script = (snippets / "inference.sh").read_text()
     # Only the payload's model version and CPU-sized width, height and frame count change.
     for old, new in (
         ('"width": 960', '"width": 32'),
@@ -96,10 +92,8 @@ def test_catalog_inference_snippet_runs_verbatim(live: Live, api: httpx.Client, 
         assert done["request"]["num_inference_steps"] == 20 and done["request"]["ar_step"] == 5
 
 
-def test_snippet_without_key_fails_with_catalog_message(live: Live, fixtures_dir: Path) -> None:
+def test_snippet_without_key_fails_with_catalog_message(live: Live, snippets: Path) -> None:
     env = os.environ | {"FORGE_API_BASE": live.base, "FORGE_API_KEY": ""}
-    run = subprocess.run(
-        ["bash", str(fixtures_dir / "snippets" / "inference.sh")], env=env, capture_output=True, text=True
-    )
+    run = subprocess.run(["bash", str(snippets / "inference.sh")], env=env, capture_output=True, text=True)
     assert run.returncode == 1
     assert "Set FORGE_API_KEY" in run.stderr

@@ -56,9 +56,9 @@ def wait_warm_worker(live: Live, api: httpx.Client) -> str:
     return str(workers[0]["worker"])
 
 
-def run_snippet(fixtures_dir: Path, name: str, base: str, **target: str) -> subprocess.CompletedProcess:
+def run_snippet(snippets: Path, name: str, base: str, **target: str) -> subprocess.CompletedProcess:
     env = os.environ | {"FORGE_API_BASE": base, "FORGE_API_KEY": "test-key-a"} | target
-    script = fixtures_dir / "snippets" / name
+    script = snippets / name
     return subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -66,7 +66,7 @@ TARGET = {"FORGE_MODEL_VERSION": "tiny-random", "FORGE_GPU_TYPE": "CPU", "FORGE_
 
 
 def test_prewarm_from_cold_status_cycle_and_idle_shutdown(
-    live: Live, api: httpx.Client, fixtures_dir: Path
+    live: Live, api: httpx.Client, snippets: Path
 ) -> None:
     wait_cold(api)
     seen: list[str] = []
@@ -81,11 +81,11 @@ def test_prewarm_from_cold_status_cycle_and_idle_shutdown(
 
     watcher = threading.Thread(target=watch)
     watcher.start()
-    cold = run_snippet(fixtures_dir, "warmup.sh", live.base, **TARGET)
+    cold = run_snippet(snippets, "warmup.sh", live.base, **TARGET)
     assert cold.returncode == 0, cold.stderr
     assert cold.stdout.startswith("skywork-skyreels-v2 cold-started on CPU in elastic; startup_ms=")
     assert cold.stdout.strip().endswith("keep_warm=False")
-    warm = run_snippet(fixtures_dir, "warmup.sh", live.base, **TARGET)
+    warm = run_snippet(snippets, "warmup.sh", live.base, **TARGET)
     assert warm.stdout.strip() == "skywork-skyreels-v2 already warm on CPU in elastic; keep_warm=False"
 
     wait_cold(api, timeout_s=30)  # 3 s idle timeout, then a warm shutdown
@@ -121,9 +121,9 @@ def test_job_submitted_during_shutdown_still_succeeds(live: Live, api: httpx.Cli
 
 
 def test_run_until_stopped_ignores_idle_timeout_until_stop(
-    live: Live, api: httpx.Client, fixtures_dir: Path
+    live: Live, api: httpx.Client, snippets: Path
 ) -> None:
-    started = run_snippet(fixtures_dir, "warmup.sh", live.base, **TARGET, FORGE_KEEP_WARM="true")
+    started = run_snippet(snippets, "warmup.sh", live.base, **TARGET, FORGE_KEEP_WARM="true")
     assert started.returncode == 0 and started.stdout.strip().endswith("keep_warm=True"), started
 
     def idle_twice_the_timeout() -> Heartbeat | None:
