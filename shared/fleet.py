@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
+from enum import StrEnum
 from typing import Any, Literal
 
 import redis
@@ -16,6 +17,27 @@ from shared.errors import ErrorCode
 from shared.states import WorkerState
 
 MAX_SAMPLES = 1000
+
+
+class TaskOutcome(StrEnum):
+    """What a worker did with one job task it took off its queue."""
+
+    RAN = "ran"
+    """Ran the job until it ended here, succeeded or failed."""
+    STOPPED = "stopped"
+    """Stopped mid-run: the job was canceled, or another worker took it over."""
+    DROPPED = "dropped"
+    """The job had already ended (canceled, a late redelivery): nothing was run."""
+    ENDED = "ended"
+    """Ended the job without running it: its start deadline had passed or its workers kept dying."""
+    DEFERRED = "deferred"
+    """Put the task back for later: another live worker holds the job, or the job store failed."""
+
+
+class TaskSeen(BaseModel):
+    job_id: str
+    outcome: TaskOutcome
+    at: float
 
 
 class Heartbeat(BaseModel):
@@ -31,6 +53,11 @@ class Heartbeat(BaseModel):
     loaded_at: float | None = None
     cold_start_s: float | None = None
     keep_warm: bool = False
+    idle_since: float | None = None
+    """When the worker last finished a task or its preload (epoch seconds); None while one runs. The
+    idle timeout counts from here."""
+    last_task: TaskSeen | None = None
+    """The last job task the worker took and what it did with it."""
     beat_at: float
 
 

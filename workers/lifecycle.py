@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from celery.exceptions import Reject
 
-from shared.fleet import Heartbeat
+from shared.fleet import Heartbeat, TaskOutcome, TaskSeen
 from shared.jobstore import JobStore
 from shared.settings import Settings
 from shared.states import WORKER_MOVES, WorkerState, check_move
@@ -44,6 +44,7 @@ class WorkerLife:
     """Tasks (and the preload) in progress: a count, since the preload and a task can overlap."""
     tasks_started: int = 0
     last_activity: float = field(default_factory=time.monotonic)
+    last_task: TaskSeen | None = None
 
     @property
     def queue(self) -> str:
@@ -61,9 +62,14 @@ class WorkerLife:
         else:
             self.move(WorkerState.BUSY if self.active else WorkerState.WARM)
 
+    def saw(self, job_id: str, outcome: TaskOutcome) -> None:
+        """Record what this worker did with a job task; heartbeats publish it."""
+        self.last_task = TaskSeen(job_id=job_id, outcome=outcome, at=time.time())
+
     def heartbeat(self) -> Heartbeat:
         self.settle()
         holder = self.holder
+        idle_for = time.monotonic() - self.last_activity
         return Heartbeat(
             worker=self.name,
             queue=self.queue,
@@ -75,6 +81,8 @@ class WorkerLife:
             loaded_at=holder.loaded_at,
             cold_start_s=holder.cold_start_s,
             keep_warm=self.store.fleet.keep_warm(self.queue),
+            idle_since=None if self.active else time.time() - idle_for,
+            last_task=self.last_task,
             beat_at=time.time(),
         )
 

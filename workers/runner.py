@@ -16,7 +16,7 @@ import torch
 from diffusers import SkyReelsV2DiffusionForcingPipeline
 
 from shared.errors import ErrorCode, InvalidInput, InvalidTransition, JobTimeout, ReelForgeError
-from shared.fleet import Fleet, Sample
+from shared.fleet import Fleet, Sample, TaskOutcome
 from shared.frames import plan_windows
 from shared.jobs import JobRecord
 from shared.jobstore import JobStore
@@ -106,17 +106,18 @@ class JobRunner:
         if self.holder.loaded_at != loaded_at and self.holder.cold_start_s is not None:
             self.fleet.record_cold_start(version, self.settings.worker_queue, self.holder.cold_start_s)
 
-    def run(self, job_id: str) -> None:
-        """Raises InvalidTransition when another live worker holds the job (the caller retries later)."""
+    def run(self, job_id: str) -> TaskOutcome:
+        """What was done with the job. Raises InvalidTransition when another live worker holds it
+        (the caller retries later)."""
         job = self.store.start(job_id, self.worker)
         if job is None:
             log.info("job %s already finished; redelivery ignored", job_id)
-            return
+            return TaskOutcome.DROPPED
         if job.status != JobStatus.RUNNING:
             log.warning("job %s ended %s before running: %s", job_id, job.status, job.error)
             if job.status == JobStatus.FAILED and job.error:
                 self._sample(job_id, str(job.request.get("model_version")), "failed", job.error.code)
-            return
+            return TaskOutcome.ENDED
         self.current_job = job_id
         out_of_memory: str | None = None
         try:
@@ -124,6 +125,7 @@ class JobRunner:
             self._execute(job, req)
         except InvalidTransition as exc:
             log.warning("job %s left this worker: %s", job_id, exc)
+            return TaskOutcome.STOPPED
         except ReelForgeError as exc:
             self._fail(job, exc.code, exc.message)
         except torch.cuda.OutOfMemoryError as exc:
@@ -140,6 +142,7 @@ class JobRunner:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             self._fail(job, ErrorCode.OUT_OF_MEMORY, out_of_memory)
+        return TaskOutcome.RAN
 
     def _execute(self, job: JobRecord, req: InferenceRequest) -> None:
         job_id = job.id

@@ -19,6 +19,7 @@ from shared import keys
 from shared.batchstore import BatchTracker
 from shared.broker import GenerateMessage, WarmupMessage, make_celery
 from shared.errors import InvalidTransition
+from shared.fleet import TaskOutcome
 from shared.jobstore import JobStore
 from shared.settings import get_settings
 from shared.storage import make_storage
@@ -71,11 +72,13 @@ def run_job(self: Task, job_id: str) -> None:
     message = GenerateMessage(job_id=job_id)
     with Activity(worker_life(self.request.hostname)) as life:
         try:
-            life.runner.run(message.job_id)
+            life.saw(job_id, life.runner.run(message.job_id))
         except InvalidTransition as exc:
             # Another live worker holds this job (an early redelivery): look again once it may have died.
+            life.saw(job_id, TaskOutcome.DEFERRED)
             raise self.retry(countdown=settings.worker_heartbeat_s, exc=exc) from exc
         except Exception as exc:
+            life.saw(job_id, TaskOutcome.DEFERRED)
             # The job store itself failed (Redis unreachable): the runner records every job failure
             # there, so only infrastructure errors get here. Acks-late does not cover exceptions (the
             # message would be acked and the job left running), so run it again shortly; the same

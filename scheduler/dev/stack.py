@@ -103,9 +103,13 @@ class Stack:
         wait_until(lambda: httpx.get(f"{base}/readyz", timeout=2).status_code == 200, 30, "API", proc)
         return base
 
-    def start_worker(self, name: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    def start_worker(
+        self, name: str, extra_env: dict[str, str] | None = None, module: str = "workers"
+    ) -> subprocess.Popen:
+        """A worker run as `python -m <module>` (tests pass a module that injects a fault), once its
+        first heartbeat is in Redis."""
         env = {"REELFORGE_WORKER_NAME": f"{name}@reelforge", **(extra_env or {})}
-        proc = self.spawn(name, [sys.executable, "-m", "workers"], env)
+        proc = self.spawn(name, [sys.executable, "-m", module], env)
         url = self.env["REELFORGE_REDIS_URL"]
         client = redis.Redis.from_url(url)
         key = keys.worker(f"{name}@reelforge")

@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import KEY_B, SMALL_REQUEST, Live, wait_job
+from tests.integration.support import KEY_B, SMALL_REQUEST, Live, wait_job
 
 pytestmark = pytest.mark.integration
 

@@ -5,81 +5,32 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import boto3
 import httpx
 import pytest
-import redis
 
 from scheduler.dev.stack import Stack, free_port, wait_until
 from scheduler.dev.supervisor import ManagedPool, Supervisor
-from shared.fleet import Fleet
 from shared.settings import Settings
-
-KEY_A, KEY_B = "test-key-a", "test-key-b"
-BUCKET = "reelforge-test"
-TERMINAL = {"succeeded", "failed", "canceled", "expired"}
-
-# CPU-sized version of the catalog's example request.
-SMALL_REQUEST: dict[str, Any] = {
-    "prompt": "A cat and a dog inspect a compact GPU server in a cozy lab",
-    "width": 48,
-    "height": 32,
-    "num_frames": 17,
-    "num_inference_steps": 4,
-    "model_version": "tiny-random",
-    "region": "local",
-}
+from tests.integration.support import BUCKET, ELASTIC_IDLE_TIMEOUT_S, KEY_A, KEY_B, Live, clear_job_state
 
 POOLS = [
     {"gpu_type": "CPU", "region": "local", "model_versions": ["tiny-random"]},
     # A pool of its own for tests that kill its workers.
     {"gpu_type": "CPU", "region": "redelivery", "model_versions": ["tiny-random"]},
-    # Workers started on demand by the supervisor, with a 3 s idle timeout and faults injectable.
+    # Workers started on demand by the supervisor, with a short idle timeout and a slow shutdown.
     {"gpu_type": "CPU", "region": "elastic", "model_versions": ["tiny-random"]},
     # No worker unless a test starts one: jobs stay queued.
     {"gpu_type": "CPU", "region": "idle", "model_versions": ["tiny-random"]},
+    # Pools whose tests start their own workers with a fault injected (tests/fixtures/).
+    {"gpu_type": "CPU", "region": "oom", "model_versions": ["tiny-random"]},
+    {"gpu_type": "CPU", "region": "crash", "model_versions": ["tiny-random"]},
     # The catalog's selected target, configured but never run here: its routes must answer.
     {"gpu_type": "B200", "region": "us-central1", "model_versions": ["df-1-3b-540p-diffusers"]},
 ]
-ELASTIC_ENV = {"REELFORGE_WORKER_IDLE_TIMEOUT_S": "3", "REELFORGE_TEST_STOP_DELAY_S": "2"}
-
-
-@dataclass
-class Live:
-    stack: Stack
-    base: str
-    s3_endpoint: str
-    supervisor: Supervisor | None = None
-
-    def client(self, key: str = KEY_A) -> httpx.Client:
-        return httpx.Client(base_url=self.base, headers={"Authorization": f"Bearer {key}"}, timeout=30)
-
-    def s3(self) -> Any:
-        return boto3.client(
-            "s3", endpoint_url=self.s3_endpoint, region_name="us-east-1", aws_access_key_id="test",
-            aws_secret_access_key="test",
-        )  # fmt: skip
-
-
-def wait_job(client: httpx.Client, job_id: str, timeout_s: float = 120, until: set[str] = TERMINAL) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] in until:
-            return job
-        if time.monotonic() > deadline:
-            raise AssertionError(f"job {job_id} still {job['status']} after {timeout_s}s: {job}")
-        time.sleep(0.2)
-
-
-def fleet(live: Live) -> Fleet:
-    return Fleet(redis.Redis.from_url(live.stack.env["REELFORGE_REDIS_URL"], decode_responses=True))
+ELASTIC_ENV = {"REELFORGE_WORKER_IDLE_TIMEOUT_S": str(ELASTIC_IDLE_TIMEOUT_S)}
 
 
 @pytest.fixture(scope="session")
@@ -124,13 +75,23 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         elastic = next(p for p in Settings(pools=POOLS).pools if p.region == "elastic")
         settings = Settings(redis_url=stack.env["REELFORGE_REDIS_URL"], visibility_timeout_s=4)
         live.supervisor = Supervisor(
-            stack, settings, [ManagedPool(elastic, ELASTIC_ENV, "tests.fixtures.fault_worker")]
+            stack, settings, [ManagedPool(elastic, ELASTIC_ENV, "tests.fixtures.slow_shutdown")]
         ).start()
         yield live
     finally:
         if live and live.supervisor:
             live.supervisor.stop()
         stack.stop()
+
+
+@pytest.fixture(autouse=True)
+def fresh_job_state(live: Live) -> None:
+    """Each test starts without the jobs, samples, flags, batches and webhooks of the ones before."""
+    r = live.redis()
+    try:
+        clear_job_state(r)
+    finally:
+        r.close()
 
 
 @pytest.fixture
@@ -140,5 +101,6 @@ def api(live: Live) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def fixtures_dir() -> Path:
-    return Path(__file__).parent
+def snippets() -> Path:
+    """The catalog page's shell snippets, copied verbatim."""
+    return Path(__file__).parents[1] / "snippets"

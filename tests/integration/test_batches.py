@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,13 +14,13 @@ import redis
 from shared.batchstore import BatchStore
 from shared.jobstore import JobStore
 from shared.states import JobStatus
-from tests.conftest import BUCKET, KEY_A, KEY_B, SMALL_REQUEST, Live, wait_job
+from tests.integration.support import BUCKET, KEY_B, ROUTE, SMALL_REQUEST, Live, wait_for, wait_job
 
 pytestmark = pytest.mark.integration
 
 DEFAULTS = {k: v for k, v in SMALL_REQUEST.items() if k != "prompt"}
 IDLE = SMALL_REQUEST | {"region": "idle"}  # no worker serves it here: jobs stay queued
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 
 
 def post_jsonl(client: httpx.Client, lines: list[str], defaults: dict | None = None) -> httpx.Response:
@@ -81,7 +79,18 @@ def job_ids_of(client: httpx.Client) -> set[str]:
             return ids
 
 
+def seconds_per_job(api: httpx.Client) -> float:
+    """One job like the batch's lines, submission to success, timed on this machine as it is now."""
+    started = time.monotonic()
+    job = api.post(ROUTE, json=SMALL_REQUEST | {"prompt": "A cat and a dog inspect GPU server timing"}).json()
+    assert wait_job(api, job["id"])["status"] == "succeeded"
+    return time.monotonic() - started
+
+
 def test_jsonl_batch_of_50_completes_with_a_manifest(live: Live, api: httpx.Client) -> None:
+    # One worker runs the lines one after another: the deadline follows this machine's measured pace,
+    # so a loaded machine makes the test slower, not red.
+    deadline_s = 50 * seconds_per_job(api) * 3 + 60
     lines = [json.dumps({"prompt": f"A cat and a dog inspect GPU server {i}", "seed": i}) for i in range(50)]
     accepted = post_jsonl(api, lines, DEFAULTS)
     assert accepted.status_code == 202, accepted.text
@@ -97,7 +106,7 @@ def test_jsonl_batch_of_50_completes_with_a_manifest(live: Live, api: httpx.Clie
     assert (job["request"]["seed"], job["request"]["width"], job["request"]["region"]) == (7, 48, "local")
     assert job["request"]["prompt"] == "A cat and a dog inspect GPU server 7"
 
-    done = wait_batch(api, batch["id"])
+    done = wait_batch(api, batch["id"], timeout_s=deadline_s)
     assert done["counts"] == {
         "queued": 0, "running": 0, "succeeded": 50, "failed": 0, "canceled": 0, "expired": 0
     }  # fmt: skip
@@ -121,9 +130,13 @@ def test_jsonl_batch_of_50_completes_with_a_manifest(live: Live, api: httpx.Clie
         assert video.content[4:8] == b"ftyp" and len(video.content) == head["ContentLength"]
         assert entry["video_url_expires_at"] >= manifest["video_urls_expire_at"]
 
-    # The manifest's own link is signed again on every read; the manifest itself is written once.
-    time.sleep(1.1)
-    again = api.get(f"/v1/batches/{batch['id']}").json()
+    # The manifest's own link is signed again on every read (S3 signs to the second); the manifest
+    # itself is written once.
+    def resigned() -> dict | None:
+        view = api.get(f"/v1/batches/{batch['id']}").json()
+        return view if view["manifest"]["url"] != manifest["url"] else None
+
+    again = wait_for(resigned, 10, "a read with a newly signed manifest link", every_s=0.2)
     assert again["manifest"]["url"] != manifest["url"]
     assert again["manifest"]["url_expires_at"] > manifest["url_expires_at"]
     assert again["completed_at"] == done["completed_at"]
@@ -272,46 +285,3 @@ def test_a_read_writes_the_manifest_the_listener_missed(live: Live, api: httpx.C
     record = BatchStore.of(bare).get(batch["id"])
     assert record is not None and record.manifest_key == f"batches/{batch['id']}/manifest.jsonl"
     client.close()
-
-
-def test_cli_batch_end_to_end(live: Live, tmp_path: Path) -> None:
-    requests = tmp_path / "requests.jsonl"
-    requests.write_text("".join(json.dumps({"prompt": f"cli {i}", "seed": i}) + "\n" for i in range(3)))
-    output = tmp_path / "out" / "manifest.jsonl"
-    api_args = ["--api-base", live.base, "--api-key", KEY_A]
-    argv = [
-        sys.executable,
-        "-m",
-        "scheduler.dev.cli",
-        "batch",
-        str(requests),
-        "--defaults",
-        json.dumps(DEFAULTS),
-    ]
-    run = subprocess.run(
-        [*argv, "--output", str(output), "--poll-s", "0.3", *api_args],
-        cwd=ROOT, capture_output=True, text=True, timeout=240,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr
-    entries = [json.loads(line) for line in output.read_text().splitlines()]
-    assert [(e["line"], e["status"]) for e in entries] == [
-        (1, "succeeded"),
-        (2, "succeeded"),
-        (3, "succeeded"),
-    ]
-    assert "manifest:" in run.stdout and "succeeded=3" in run.stdout
-    with live.client() as api:
-        jobs = [wait_job(api, e["job_id"]) for e in entries]
-    assert [j["request"]["seed"] for j in jobs] == [0, 1, 2]
-    assert len({j["batch_id"] for j in jobs}) == 1
-
-    requests.write_text(
-        json.dumps({"prompt": "ok"}) + "\n" + json.dumps({"prompt": "bad", "width": 40}) + "\n"
-    )
-    refused = subprocess.run(
-        [*argv, "--output", str(tmp_path / "never.jsonl"), *api_args],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert refused.returncode == 2
-    assert "line 2: width: must be a multiple of 16, got 40" in refused.stderr
-    assert not (tmp_path / "never.jsonl").exists()

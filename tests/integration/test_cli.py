@@ -1,4 +1,5 @@
-"""The CLI as a user runs it: submit + wait against the test stack, and `reelforge dev` up and down."""
+"""The CLI as a user runs it: submit + wait and batches against the test stack, and `reelforge dev` up
+and down."""
 
 from __future__ import annotations
 
@@ -16,9 +17,12 @@ import psutil
 import pytest
 
 from scheduler.dev.stack import free_port, wait_until
-from tests.conftest import KEY_A, SMALL_REQUEST, Live
+from tests.integration.support import KEY_A, SMALL_REQUEST, Live, wait_for, wait_job
 
 pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).parents[2]
+DEFAULTS = {k: v for k, v in SMALL_REQUEST.items() if k != "prompt"}
 
 
 def cli(live: Live, *args: str) -> subprocess.CompletedProcess:
@@ -69,6 +73,13 @@ def test_job_records_outlive_the_api_process(live: Live) -> None:
         live.stack.kill("api-second")
 
 
+def running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def test_dev_stack_starts_and_ctrl_c_leaves_nothing_running(tmp_path: Path) -> None:
     port, flower = free_port(), free_port()
     argv = [
@@ -94,8 +105,8 @@ def test_dev_stack_starts_and_ctrl_c_leaves_nothing_running(tmp_path: Path) -> N
         assert len(children) >= 4  # redis, API, Flower, worker
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0
-        time.sleep(0.5)
-        assert [c.pid for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE] == []
+        wait_for(lambda: not any(map(running, children)), 10, "every child of the dev stack to exit")
+        assert [c.pid for c in children if running(c)] == []
         assert (tmp_path / "data" / "redis" / "appendonlydir").is_dir()  # persisted under the data folder
     finally:
         # On a failure above, stop the stack as a user would, then anything it left behind.
@@ -109,3 +120,46 @@ def test_dev_stack_starts_and_ctrl_c_leaves_nothing_running(tmp_path: Path) -> N
             for child in leftovers:
                 if child.is_running():
                     child.kill()
+
+
+def test_cli_batch_end_to_end(live: Live, tmp_path: Path) -> None:
+    requests = tmp_path / "requests.jsonl"
+    requests.write_text("".join(json.dumps({"prompt": f"cli {i}", "seed": i}) + "\n" for i in range(3)))
+    output = tmp_path / "out" / "manifest.jsonl"
+    api_args = ["--api-base", live.base, "--api-key", KEY_A]
+    argv = [
+        sys.executable,
+        "-m",
+        "scheduler.dev.cli",
+        "batch",
+        str(requests),
+        "--defaults",
+        json.dumps(DEFAULTS),
+    ]
+    run = subprocess.run(
+        [*argv, "--output", str(output), "--poll-s", "0.3", *api_args],
+        cwd=ROOT, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    entries = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [(e["line"], e["status"]) for e in entries] == [
+        (1, "succeeded"),
+        (2, "succeeded"),
+        (3, "succeeded"),
+    ]
+    assert "manifest:" in run.stdout and "succeeded=3" in run.stdout
+    with live.client() as api:
+        jobs = [wait_job(api, e["job_id"]) for e in entries]
+    assert [j["request"]["seed"] for j in jobs] == [0, 1, 2]
+    assert len({j["batch_id"] for j in jobs}) == 1
+
+    requests.write_text(
+        json.dumps({"prompt": "ok"}) + "\n" + json.dumps({"prompt": "bad", "width": 40}) + "\n"
+    )
+    refused = subprocess.run(
+        [*argv, "--output", str(tmp_path / "never.jsonl"), *api_args],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode == 2
+    assert "line 2: width: must be a multiple of 16, got 40" in refused.stderr
+    assert not (tmp_path / "never.jsonl").exists()

@@ -7,8 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.frames import output_frames, plan_windows
-from tests.conftest import SMALL_REQUEST
+from tests.integration.support import SMALL_REQUEST
 
 pytestmark = pytest.mark.integration
 
@@ -96,16 +95,6 @@ def test_valid_long_video_is_accepted(api: httpx.Client) -> None:
     }
     response = api.post("/v1/inference/skywork-skyreels-v2", json=body)
     assert response.status_code == 202, response.text
-
-
-def test_plan_windows_matches_pipeline_arithmetic() -> None:
-    # 57 frames → 15 latent; windows of 10 with 5 overlapping: [10, then 5 new + 5 prefix].
-    windows = plan_windows(57, 37, 17, 5)
-    assert [(w.latent_frames, w.prefix_frames) for w in windows] == [(10, 0), (10, 5)]
-    assert output_frames(windows) == 57
-    assert [w.latent_frames for w in plan_windows(97, 97, None, 5)] == [25]
-    with pytest.raises(ValueError, match="causal_block_size"):
-        plan_windows(97, 97, None, 4)
 
 
 def test_timeout_beyond_the_visibility_timeout_is_refused(api: httpx.Client) -> None:

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.conftest import KEY_B, SMALL_REQUEST, Live
+from tests.integration.support import KEY_B, SMALL_REQUEST, Live
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import KEY_B, SMALL_REQUEST, Live
+from tests.integration.support import KEY_B, SMALL_REQUEST, Live
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
+
+import shared.storage
 from shared.jobs import JobRecord, now
 from shared.schemas import VideoResult
 from shared.settings import Settings
@@ -23,13 +27,16 @@ def finished_job(ended_days_ago: float = 0) -> JobRecord:
     return job
 
 
-def test_links_are_signed_at_render_and_resigned_later(tmp_path: Path) -> None:
+def test_links_are_signed_at_render_and_resigned_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = Settings(storage_dir=tmp_path, presign_expiry_s=60)
     storage = LocalStorage(settings)
     view = render_job(finished_job(), settings, storage).model_dump(mode="json")
     assert view["links"]["video"] == view["result"]["video_url"]
     assert "videos/j.jpg" in view["result"]["poster_url"] and view["result"]["sidecar_url"] is None
-    time.sleep(1.1)
+    later = time.time() + 30  # links are signed to the second: re-sign them on a later clock
+    monkeypatch.setattr(shared.storage, "time", SimpleNamespace(time=lambda: later))
     fresh = resign_links(view, storage)
     assert fresh["result"]["video_url"] != view["result"]["video_url"]
     assert fresh["result"]["video_url_expires_at"] > view["result"]["video_url_expires_at"]

@@ -1,17 +1,23 @@
-"""The worker's job code in-process, on the real tiny-random pipeline (no queue involved)."""
+"""The worker's job code in-process, on the real tiny-random pipeline (no queue involved), and what it
+does with a task whose job cannot run."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from datetime import timedelta
 
-import av
 import numpy as np
 import pytest
+import redis
 
+from shared.errors import ErrorCode
+from shared.fleet import TaskOutcome
+from shared.jobs import JobRecord
+from shared.jobstore import JobStore
 from shared.schemas import InferenceRequest
-from workers.encoding import encode_mp4
+from shared.settings import Settings
+from shared.states import JobStatus
 from workers.pipeline import PipelineHolder
-from workers.runner import count_iterations, render_frames
+from workers.runner import JobRunner, count_iterations, render_frames
 
 BASE = {"prompt": "a red kite over the sea", "model_version": "tiny-random", "width": 32, "height": 16}
 A = InferenceRequest.model_validate(BASE | {"num_frames": 37, "causal_block_size": 5, "ar_step": 5, "seed": 1,
@@ -86,14 +92,13 @@ def test_long_video_windows_are_counted_and_stitched(holder: PipelineHolder) -> 
     assert steps == count_iterations(holder.get("tiny-random"), req) > 0
 
 
-def test_mp4_is_h264_yuv420p_faststart_with_fps(tmp_path: Path) -> None:
-    frames = np.random.default_rng(0).random((9, 32, 48, 3), dtype=np.float32)
-    path = tmp_path / "v.mp4"
-    encode_mp4(frames, 8, path)
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        assert (stream.codec_context.name, stream.format.name) == ("h264", "yuv420p")
-        assert (stream.width, stream.height, float(stream.average_rate)) == (48, 32, 8.0)
-        assert sum(1 for _ in container.decode(stream)) == 9
-    data = path.read_bytes()
-    assert data.index(b"moov") < data.index(b"mdat")
+def test_a_task_for_an_ended_or_overdue_job_runs_nothing(redis_client: redis.Redis) -> None:
+    store = JobStore(redis_client, ttl_s=60)
+    runner = JobRunner(Settings(), store, storage=None, holder=None, worker="w")  # type: ignore[arg-type]
+    for job_id in ("canceled", "overdue"):
+        store.create(JobRecord(id=job_id, owner="o", request=BASE, gpu_type="CPU", region="local", queue="q"))
+    store.end("canceled", JobStatus.CANCELED, ErrorCode.CANCELED, "by user")
+    store.update("overdue", lambda j: setattr(j, "start_deadline_at", j.created_at - timedelta(seconds=1)))
+    assert runner.run("canceled") == TaskOutcome.DROPPED
+    assert runner.run("overdue") == TaskOutcome.ENDED
+    assert store.require("overdue").status == JobStatus.EXPIRED

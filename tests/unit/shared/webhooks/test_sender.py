@@ -1,0 +1,157 @@
+"""The webhook delivery HTTP client against a local receiver: what is retried, what is refused
+before connecting, and how far one attempt may go (redirects, response size, time)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from shared.webhooks.sender import parse_retry_after, post
+from tests.unit.shared.webhooks.fakes import LOOPBACK, fake_resolver
+
+
+class Receiver:
+    """A local HTTP server answering each POST by a behaviour chosen per path."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.written: dict[str, int] = {}
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                receiver.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                if self.path == "/redirect":
+                    self.send_response(302)
+                    self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                elif self.path == "/huge":
+                    self.send_response(200)
+                    self.send_header("Connection", "close")  # no length: the body runs until we stop
+                    self.end_headers()
+                    chunk, sent = b"x" * 65536, 0
+                    try:
+                        while sent < 1 << 30:
+                            self.wfile.write(chunk)
+                            sent += len(chunk)
+                    except OSError:
+                        pass
+                    receiver.written[self.path] = sent
+                elif self.path.startswith("/retry-after/"):
+                    self.send_response(429)
+                    self.send_header("Retry-After", self.path.removeprefix("/retry-after/"))
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                elif self.path == "/slow":
+                    time.sleep(3)
+                    self.send_response(200)
+                    self.end_headers()
+                else:
+                    status = int(self.path.strip("/") or 200)
+                    self.send_response(status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.server.shutdown()
+    r.server.server_close()
+
+
+def _post(url: str, **kw: Any) -> Any:
+    kw.setdefault("allowed", LOOPBACK)
+    return post(url, b"{}", {"webhook-id": "msg_t"}, **kw)
+
+
+@pytest.mark.parametrize(
+    ("status", "ok", "retryable"),
+    [(200, True, False), (204, True, False), (400, False, False), (404, False, False), (410, False, False),
+     (429, False, True), (500, False, True), (503, False, True)],
+)  # fmt: skip
+def test_status_codes_decide_retries(receiver: Receiver, status: int, ok: bool, retryable: bool) -> None:
+    out = _post(f"http://127.0.0.1:{receiver.port}/{status}")
+    assert (out.status_code, out.ok, out.retryable) == (status, ok, retryable)
+
+
+def test_connection_refused_is_retryable() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = _post(f"http://127.0.0.1:{port}/")
+    assert out.status_code is None and out.retryable and out.error
+
+
+def test_refused_address_is_checked_at_delivery_and_never_connected(receiver: Receiver) -> None:
+    # The name resolved to a public address at submission; now it resolves to a private one.
+    resolver = fake_resolver({"rebound.test": ["10.0.0.7"]})
+    out = _post(f"http://rebound.test:{receiver.port}/200", resolver=resolver)
+    assert out.status_code is None and not out.retryable
+    assert "refused" in (out.error or "") and "private" in (out.error or "")
+    assert resolver.calls == ["rebound.test"] and receiver.requests == []
+    # Without the loopback exception, even our own receiver is refused.
+    assert "loopback" in (_post(f"http://127.0.0.1:{receiver.port}/200", allowed=()).error or "")
+    assert receiver.requests == []
+
+
+def test_connects_to_the_address_that_was_checked(receiver: Receiver) -> None:
+    resolver = fake_resolver({"hooks.test": ["127.0.0.1"]})
+    out = _post(f"http://hooks.test:{receiver.port}/200", resolver=resolver)
+    assert out.ok and resolver.calls == ["hooks.test"]
+    assert receiver.requests[0]["headers"]["Host"] == f"hooks.test:{receiver.port}"
+
+
+def test_redirects_are_not_followed(receiver: Receiver) -> None:
+    out = _post(f"http://127.0.0.1:{receiver.port}/redirect")
+    assert out.status_code == 302 and not out.ok and not out.retryable
+    assert "169.254.169.254" in (out.error or "") and "not followed" in (out.error or "")
+    assert [r["path"] for r in receiver.requests] == ["/redirect"]
+
+
+def test_response_read_is_bounded(receiver: Receiver) -> None:
+    t0 = time.monotonic()
+    out = _post(f"http://127.0.0.1:{receiver.port}/huge", timeout_s=5, max_response_bytes=64 * 1024)
+    assert out.ok and out.error is None
+    assert time.monotonic() - t0 < 4
+    deadline = time.monotonic() + 5
+    while "/huge" not in receiver.written and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # The server stopped once we hung up: far less than the gigabyte it meant to send.
+    assert receiver.written["/huge"] < 64 * 1024 * 1024
+
+
+def test_whole_attempt_is_cut_at_the_timeout(receiver: Receiver) -> None:
+    t0 = time.monotonic()
+    out = _post(f"http://127.0.0.1:{receiver.port}/slow", timeout_s=1)
+    assert time.monotonic() - t0 < 2.5
+    assert out.status_code is None and out.retryable and "timed out" in (out.error or "")
+
+
+def test_retry_after_is_read(receiver: Receiver) -> None:
+    out = _post(f"http://127.0.0.1:{receiver.port}/retry-after/30")
+    assert (out.status_code, out.retryable, out.retry_after_s) == (429, True, 30.0)
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # a date in the past: now
+    assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+
+
+def test_a_passing_dns_failure_at_delivery_is_retried() -> None:
+    out = _post("http://no-such-host.invalid/", resolver=fake_resolver({}))
+    assert out.status_code is None and out.retryable and "does not resolve" in (out.error or "")
