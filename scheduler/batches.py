@@ -269,7 +269,7 @@ def batch_view(services: Services, batch: BatchRecord | None) -> BatchView:
     records = tracker.batches.jobs(batch)
     if batch.manifest_key is None:
         # The listener writes the manifest as the last job ends; this covers a process that died
-        # between committing that job and running its listeners, or a failed upload.
+        # before the relay carried out that job's outbox entry, or a failed upload.
         try:
             batch = tracker.finish_if_complete(batch, records)
         except Exception:

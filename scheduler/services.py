@@ -1,5 +1,5 @@
 """The API process's services, built once: settings, the job store, the Celery app, storage, and the
-stores and listeners the routes and the sweeper use."""
+stores the routes and the sweeper use."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from shared.settings import Settings
 from shared.storage import Storage, make_storage
 from shared.views import render_job
 from shared.webhooks.deliveries import job_deliveries
-from shared.webhooks.events import make_emitter
 from shared.webhooks.signing import SecretStore
 
 
@@ -39,15 +38,13 @@ class Services:
         store = JobStore.from_url(settings.redis_url, settings.job_ttl_s, settings.max_attempts)
         celery = make_celery(settings)
         storage = make_storage(settings)
-        # Cancel and expiry happen here: their webhooks are enqueued and batch manifests written from here.
-        store.listeners.append(make_emitter(celery, settings, client=store.r, storage=storage))
         return cls(
             settings=settings,
             store=store,
             celery=celery,
             storage=storage,
             idempotency=IdempotencyStore(store.r, settings.idempotency_ttl_s),
-            batches=BatchTracker.attach(store, storage),
+            batches=BatchTracker(store.r, settings.job_ttl_s, storage),
             secrets=SecretStore(store.r, settings.webhook_secret_overlap_s),
         )
 

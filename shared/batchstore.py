@@ -24,7 +24,6 @@ from pydantic import BaseModel
 from shared import keys
 from shared.jobs import JobRecord, now
 from shared.jobstore import JobStore
-from shared.states import JobStatus
 from shared.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -160,20 +159,16 @@ class BatchStore:
 
 
 class BatchTracker:
-    """Follows batch jobs through JobStore listeners and writes each batch's manifest once."""
+    """Marks batch jobs ended and writes each batch's manifest once (the relay calls it for every
+    batch job's end, from the outbox; a read of the batch repairs what a crash left)."""
 
-    def __init__(self, jobs: JobStore, storage: Storage) -> None:
-        self.batches = BatchStore.of(jobs)
+    def __init__(self, client: redis.Redis, ttl_s: int, storage: Storage) -> None:
+        self.batches = BatchStore(client, ttl_s)
         self.storage = storage
 
-    @classmethod
-    def attach(cls, jobs: JobStore, storage: Storage) -> BatchTracker:
-        tracker = cls(jobs, storage)
-        jobs.listeners.append(tracker.on_job_change)
-        return tracker
-
-    def on_job_change(self, job: JobRecord, before: JobStatus) -> None:
-        if job.batch_id is None or not job.status.terminal or before.terminal:
+    def job_ended(self, job: JobRecord) -> None:
+        """Record the end of one of a batch's jobs; the last one writes the manifest. Idempotent."""
+        if job.batch_id is None:
             return
         ended = self.batches.mark_ended(job.batch_id, job.id)
         if ended < self.batches.size(job.batch_id):

@@ -16,11 +16,11 @@ from shared import keys
 from shared.errors import ErrorCode, InvalidTransition, NotFound
 from shared.fleet import Fleet
 from shared.jobs import JobRecord, now
+from shared.outbox import entries_for
 from shared.schemas import JobError, Progress
 from shared.states import JobPhase, JobStatus
 
 log = logging.getLogger(__name__)
-Listener = Callable[[JobRecord, JobStatus], None]
 EVENTS_KEPT = 500
 """Changes kept per job in its event stream (a resuming client further behind gets the current state)."""
 
@@ -31,9 +31,6 @@ class JobStore:
         self.ttl_s = ttl_s
         self.max_attempts = max_attempts
         self.fleet = Fleet(client)
-        self.listeners: list[Listener] = []
-        """Called after every committed change with (job, status before it): webhooks and batches
-        follow jobs through here, in whichever process made the change."""
 
     @classmethod
     def from_url(cls, url: str, ttl_s: int, max_attempts: int = 3) -> JobStore:
@@ -89,32 +86,33 @@ class JobStore:
             before["status"] = job.status
             change(job)
             p.multi()
-            record = job.model_dump_json()
-            p.set(key, record, keepttl=True)
-            p.xadd(keys.job_events(job.id), {"job": record}, maxlen=EVENTS_KEPT, approximate=True)
-            p.expire(keys.job_events(job.id), self.ttl_s)
-            if job.status != before["status"]:
-                p.zrem(keys.owner_jobs_in(job.owner, before["status"]), job.id)
-                p.zadd(keys.owner_jobs_in(job.owner, job.status), {job.id: job.created_at.timestamp()})
-            if job.status != JobStatus.QUEUED:
-                p.zrem(keys.queued_jobs(job.queue), job.id)
-                p.zrem(keys.START_DEADLINES, job.id)
-            elif job.start_deadline_at is not None:
-                p.zadd(keys.START_DEADLINES, {job.id: job.start_deadline_at.timestamp()})
-            if job.status == JobStatus.RUNNING and job.started_at is not None:
-                p.zadd(keys.RUNNING_JOBS, {job.id: job.started_at.timestamp() + (job.timeout_s or 0)})
-            else:
-                p.zrem(keys.RUNNING_JOBS, job.id)
+            self._write_move(p, job, before["status"])
             result["job"] = job
 
         self.r.transaction(txn, key)
-        job = result["job"]
-        for listener in self.listeners:
-            try:
-                listener(job, before["status"])
-            except Exception:
-                log.exception("job listener failed for %s", job.id)
-        return job
+        return result["job"]
+
+    def _write_move(self, p: Any, job: JobRecord, before: JobStatus) -> None:
+        """Queue, on the transaction `p`, the record, its indexes, its event stream and what the move
+        owes (the outbox): all of it is committed together, or none of it."""
+        record = job.model_dump_json()
+        p.set(keys.job(job.id), record, keepttl=True)
+        p.xadd(keys.job_events(job.id), {"job": record}, maxlen=EVENTS_KEPT, approximate=True)
+        p.expire(keys.job_events(job.id), self.ttl_s)
+        for entry in entries_for(job, before):
+            p.xadd(keys.OUTBOX, {"entry": entry.model_dump_json()})
+        if job.status != before:
+            p.zrem(keys.owner_jobs_in(job.owner, before), job.id)
+            p.zadd(keys.owner_jobs_in(job.owner, job.status), {job.id: job.created_at.timestamp()})
+        if job.status != JobStatus.QUEUED:
+            p.zrem(keys.queued_jobs(job.queue), job.id)
+            p.zrem(keys.START_DEADLINES, job.id)
+        elif job.start_deadline_at is not None:
+            p.zadd(keys.START_DEADLINES, {job.id: job.start_deadline_at.timestamp()})
+        if job.status == JobStatus.RUNNING and job.started_at is not None:
+            p.zadd(keys.RUNNING_JOBS, {job.id: job.started_at.timestamp() + (job.timeout_s or 0)})
+        else:
+            p.zrem(keys.RUNNING_JOBS, job.id)
 
     def queue_length(self, queue: str) -> int:
         """Jobs accepted for this queue and not yet started."""

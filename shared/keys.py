@@ -54,6 +54,11 @@ def job_events(job_id: str) -> str:
     return f"{PREFIX}:jobevents:{job_id}"
 
 
+OUTBOX = f"{PREFIX}:outbox"
+"""Stream of what committed job moves owe (webhook events, batch ends), appended in each move's
+transaction and carried out by the relay (`shared.relay`) through the consumer group below."""
+OUTBOX_GROUP = "relay"
+
 RUNNING_JOBS = f"{PREFIX}:running"
 """Sorted set of running job ids by execution deadline, for the sweeper."""
 START_DEADLINES = f"{PREFIX}:startdeadlines"

@@ -16,14 +16,12 @@ from celery import Task
 from celery.signals import worker_ready, worker_shutdown
 
 from shared import keys
-from shared.batchstore import BatchTracker
 from shared.broker import GenerateMessage, WarmupMessage, make_celery
 from shared.errors import InvalidTransition
 from shared.fleet import TaskOutcome
 from shared.jobstore import JobStore
 from shared.settings import get_settings
 from shared.storage import make_storage
-from shared.webhooks.events import make_emitter
 from workers.lifecycle import Activity, WorkerLife, preload, watch
 from workers.pipeline import PipelineHolder
 from workers.runner import JobRunner
@@ -46,9 +44,6 @@ def worker_life(name: str) -> WorkerLife:
             holder = PipelineHolder(device, settings.hf_home)
             storage = make_storage(settings)
             runner = JobRunner(settings, store, storage, holder, name)
-            BatchTracker.attach(store, storage)  # writes a batch's manifest when its last job ends here
-            # Job events become webhook deliveries on their own queue; none is sent from here.
-            store.listeners.append(make_emitter(celery_app, settings, client=store.r, storage=storage))
             _life = WorkerLife(name, settings, store, runner, holder)
         return _life
 

@@ -1,6 +1,6 @@
 """Webhook deliveries in Redis: one hash per job, one field per delivery, and the due set of retries.
 
-Kept apart from the job record so recording an attempt never re-triggers job listeners. Each delivery
+Kept apart from the job record so recording an attempt never touches the job's own record. Each delivery
 moves `pending -> succeeded | failed` (checked by `shared.states`); retries wait in the due set, not
 in Celery countdowns, which the broker would redeliver past its visibility timeout.
 """
@@ -49,18 +49,26 @@ return due
 """
 
 
+_ADD_ONCE = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
+return 1
+"""
+
+
 class DeliveryStore:
     def __init__(self, client: redis.Redis, ttl_s: int) -> None:
         self.r = client
         self.ttl_s = ttl_s
 
-    def add(self, delivery: StoredDelivery, due_at: float) -> None:
+    def add_once(self, delivery: StoredDelivery, due_at: float) -> bool:
+        """Store a new delivery, due at `due_at`, in one step; False (and nothing changed) when a
+        delivery with its id exists already."""
         key = keys.webhook_deliveries(delivery.job_id)
-        with self.r.pipeline() as p:
-            p.hset(key, delivery.id, delivery.model_dump_json())
-            p.expire(key, self.ttl_s)
-            p.zadd(keys.WEBHOOKS_DUE, {f"{delivery.job_id}:{delivery.id}": due_at})
-            p.execute()
+        member = f"{delivery.job_id}:{delivery.id}"
+        args = (delivery.id, delivery.model_dump_json(), self.ttl_s, due_at, member)
+        return bool(self.r.eval(_ADD_ONCE, 2, key, keys.WEBHOOKS_DUE, *args))
 
     def get(self, job_id: str, delivery_id: str) -> StoredDelivery | None:
         raw = self.r.hget(keys.webhook_deliveries(job_id), delivery_id)

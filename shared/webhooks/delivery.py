@@ -23,6 +23,7 @@ from celery.signals import worker_ready, worker_shutdown
 from shared import keys
 from shared.broker import make_celery
 from shared.jobs import now
+from shared.relay import Relay
 from shared.schemas import WebhookAttempt
 from shared.settings import Settings, get_settings
 from shared.states import DeliveryStatus
@@ -148,16 +149,19 @@ def deliver(job_id: str, delivery_id: str, attempt: int) -> None:
 
 
 def _poll(name: str) -> None:
+    """Relay what job moves owe (the outbox) and send the retries that came due, until shutdown."""
     d = deliverer()
+    relay = Relay(d.r, settings, d.storage, celery_app)
     interval = settings.webhook_poll_interval_s
     while not _stop.is_set():
         try:
             lapses_ms = int((time.time() + max(interval * 3, 5)) * 1000)
             d.r.zadd(keys.WEBHOOK_CONSUMERS, {name: lapses_ms})
+            relay.run_once(name, block_ms=int(interval * 1000))
             d.send_due()
         except Exception:
             log.exception("webhook poller failed")
-        _stop.wait(interval)
+            _stop.wait(interval)
     d.r.zrem(keys.WEBHOOK_CONSUMERS, name)
 
 

@@ -124,7 +124,7 @@ def task_seen(live: Live, worker: str, job_id: str) -> TaskSeen | None:
 # the job records (ended first), so that a task still queued for one finds it ended and drops it where
 # a missing record would be retried. Celery's and kombu's keys (queues, bindings, unacked) are outside
 # the prefix and untouched.
-KEPT = (keys.worker("*"), keys.pool_workers("*"), keys.WEBHOOK_CONSUMERS, keys.job("*"))
+KEPT = (keys.worker("*"), keys.pool_workers("*"), keys.WEBHOOK_CONSUMERS, keys.job("*"), keys.OUTBOX)
 
 
 def clear_job_state(r: redis.Redis, settle_s: float = 90) -> None:
@@ -146,7 +146,7 @@ def clear_job_state(r: redis.Redis, settle_s: float = 90) -> None:
     def settled() -> bool:
         queues = [str(k).removeprefix(keys.pool_workers("")) for k in r.scan_iter(keys.pool_workers("*"))]
         running = [hb.worker for hb in Fleet(r).live(queues) if hb.current_job]
-        return not running and not r.zcard(keys.WEBHOOKS_DUE)
+        return not running and not r.zcard(keys.WEBHOOKS_DUE) and not r.xlen(keys.OUTBOX)
 
     wait_for(settled, settle_s, "workers and webhook deliveries left by the previous test to settle")
     stale = [k for k in r.scan_iter(f"{keys.PREFIX}:*", count=1000) if not any(fnmatch(k, p) for p in KEPT)]
