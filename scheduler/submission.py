@@ -4,6 +4,7 @@ the pool's queue. Shared by single submissions and batches.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import timedelta
 
@@ -72,13 +73,39 @@ def plan_job(
     )
 
 
-def accept_job(store: JobStore, celery: Celery, job: JobRecord) -> JobRecord:
-    """Record the job and put its id on its pool's queue."""
+def accept_job(store: JobStore, celery: Celery, job: JobRecord, keep_on_failure: bool = False) -> JobRecord:
+    """Record the job and put its id on its pool's queue.
+
+    The record is created unconfirmed; once the message is sent it is confirmed. If sending fails the
+    caller gets 503 `unavailable` and the job either ends `failed`/`unavailable` now or, with
+    `keep_on_failure` (a submission with an Idempotency-Key, whose retry returns this same job), stays
+    queued: the sweeper sends the message of an unconfirmed job a few seconds later. Should ending it
+    fail too (Redis itself is down), the sweeper does the same, so no accepted job is left unsent."""
     store.create(job)
     try:
         enqueue(celery, job.queue, GenerateMessage(job_id=job.id))
     except Exception as exc:
-        # Accepted jobs always end in a terminal state with their reason.
-        store.end(job.id, JobStatus.FAILED, ErrorCode.UNAVAILABLE, f"could not enqueue on {job.queue}: {exc}")
+        if not keep_on_failure:
+            with contextlib.suppress(Exception):
+                store.end(
+                    job.id,
+                    JobStatus.FAILED,
+                    ErrorCode.UNAVAILABLE,
+                    f"could not enqueue on {job.queue}: {exc}",
+                )
         raise Unavailable(f"the job queue is unreachable: {exc}") from exc
+    store.confirm_sent(job.id)
     return job
+
+
+def resend_unconfirmed(store: JobStore, celery: Celery, older_than_s: float) -> list[str]:
+    """Send the queue message of every queued job whose sending was never confirmed (the sweeper).
+    A second message for a job is harmless: the task id is the job id and moves are guarded."""
+    sent = []
+    for job_id in store.unconfirmed(older_than_s):
+        job = store.get(job_id)
+        if job is not None and job.status == JobStatus.QUEUED:
+            enqueue(celery, job.queue, GenerateMessage(job_id=job.id))
+            sent.append(job_id)
+        store.confirm_sent(job_id)
+    return sent

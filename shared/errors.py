@@ -31,7 +31,7 @@ class ErrorCode(StrEnum):
     WORKER_LOST = "worker_lost"
     OUT_OF_MEMORY = "out_of_memory"
     MODEL_UNAVAILABLE = "model_unavailable"
-    STORAGE = "storage"
+    STORAGE_UNAVAILABLE = "storage_unavailable"
 
 
 def error_body(code: ErrorCode, message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -156,9 +156,9 @@ class ModelNotAvailable(ReelForgeError):
 
 
 class StorageError(ReelForgeError):
-    """Upload or lookup in object storage failed."""
+    """Object storage refused or did not answer an upload or lookup."""
 
-    code = ErrorCode.STORAGE
+    code = ErrorCode.STORAGE_UNAVAILABLE
 
 
 class JobTimeout(ReelForgeError):

@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field
 
-from shared.schemas import JobError, Progress, Timings, VideoResult
+from shared.errors import ErrorCode
+from shared.schemas import Attempt, JobError, Progress, Timings, VideoResult
 from shared.states import JOB_MOVES, JobStatus, check_move
 
 
@@ -32,6 +33,7 @@ class JobRecord(BaseModel):
     batch_id: str | None = None
     worker: str | None = None
     attempts: int = 0
+    attempt_history: list[Attempt] = Field(default_factory=list)
     progress: Progress | None = None
     created_at: datetime = Field(default_factory=now)
     start_deadline_at: datetime | None = None
@@ -46,5 +48,19 @@ class JobRecord(BaseModel):
 
     def move(self, to: JobStatus) -> None:
         self.status = check_move(JOB_MOVES, self.status, to, f"job {self.id}")
+        if to.terminal or to == JobStatus.RUNNING:
+            self.close_attempt(to.value if to.terminal else ErrorCode.WORKER_LOST.value)
         if to.terminal:
             self.finished_at = now()
+
+    def begin_attempt(self, worker: str) -> None:
+        self.attempts += 1
+        self.worker = worker
+        self.attempt_history.append(Attempt(number=self.attempts, worker=worker, started_at=now()))
+
+    def close_attempt(self, outcome: str) -> None:
+        """End the open attempt: with the job's final status, or `worker_lost` when another worker
+        takes the job over (RUNNING -> RUNNING)."""
+        if self.attempt_history and self.attempt_history[-1].ended_at is None:
+            self.attempt_history[-1].ended_at = now()
+            self.attempt_history[-1].outcome = outcome

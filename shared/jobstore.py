@@ -52,8 +52,18 @@ class JobStore:
         if job.status != JobStatus.QUEUED:
             return
         p.zadd(keys.queued_jobs(job.queue), {job.id: seq})
+        p.zadd(keys.UNCONFIRMED, {job.id: created})
         if job.start_deadline_at is not None:
             p.zadd(keys.START_DEADLINES, {job.id: job.start_deadline_at.timestamp()})
+
+    def confirm_sent(self, job_id: str) -> None:
+        """The job's queue message is on its queue."""
+        self.r.zrem(keys.UNCONFIRMED, job_id)
+
+    def unconfirmed(self, older_than_s: float) -> list[str]:
+        """Queued jobs whose queue message was not confirmed sent `older_than_s` after creation."""
+        cutoff = now().timestamp() - older_than_s
+        return [str(i) for i in self.r.zrangebyscore(keys.UNCONFIRMED, "-inf", cutoff, start=0, num=500)]
 
     def get(self, job_id: str) -> JobRecord | None:
         raw = self.r.get(keys.job(job_id))
@@ -107,6 +117,7 @@ class JobStore:
         if job.status != JobStatus.QUEUED:
             p.zrem(keys.queued_jobs(job.queue), job.id)
             p.zrem(keys.START_DEADLINES, job.id)
+            p.zrem(keys.UNCONFIRMED, job.id)
         elif job.start_deadline_at is not None:
             p.zadd(keys.START_DEADLINES, {job.id: job.start_deadline_at.timestamp()})
         if job.status == JobStatus.RUNNING and job.started_at is not None:
@@ -160,6 +171,7 @@ class JobStore:
                 job.error = JobError(code=ErrorCode.EXPIRED, message="not started before its start deadline")
                 return
             if job.attempts >= self.max_attempts:
+                job.close_attempt(ErrorCode.WORKER_LOST.value)
                 job.move(JobStatus.FAILED)
                 job.error = JobError(
                     code=ErrorCode.WORKER_LOST,
@@ -167,8 +179,7 @@ class JobStore:
                 )
                 return
             job.move(JobStatus.RUNNING)
-            job.worker = worker
-            job.attempts += 1
+            job.begin_attempt(worker)
             job.progress = Progress()
             job.started_at = now()
             job.timings.queue_wait_s = round((job.started_at - job.created_at).total_seconds(), 3)

@@ -61,6 +61,9 @@ OUTBOX_GROUP = "relay"
 
 RUNNING_JOBS = f"{PREFIX}:running"
 """Sorted set of running job ids by execution deadline, for the sweeper."""
+UNCONFIRMED = f"{PREFIX}:unconfirmed"
+"""Sorted set of queued jobs whose queue message is not confirmed sent, by creation time: the sweeper
+sends the message of any still there after a few seconds (the API failed between record and send)."""
 START_DEADLINES = f"{PREFIX}:startdeadlines"
 """Sorted set of queued job ids by start deadline, for the sweeper's expiry."""
 JOB_SEQUENCE = f"{PREFIX}:seq"

@@ -295,6 +295,18 @@ class VideoResult(BaseModel):
     """After this the files are deleted (retention) and no URL is handed out."""
 
 
+class Attempt(BaseModel):
+    """One run of a job on one worker."""
+
+    number: int
+    worker: str
+    started_at: datetime
+    ended_at: datetime | None = None
+    outcome: str | None = None
+    """How it ended: the job's final status, or `worker_lost` when its worker died mid-job (the job
+    went back to the queue; after REELFORGE_MAX_ATTEMPTS such losses it ends failed/worker_lost)."""
+
+
 class JobError(BaseModel):
     code: ErrorCode
     message: str
@@ -358,6 +370,8 @@ class JobView(BaseModel):
     region: str
     worker: str | None = None
     attempts: int = 0
+    attempt_history: list[Attempt] = Field(default_factory=list)
+    """Each run: worker, start, end and how it ended (a lost worker shows as `worker_lost`)."""
     progress: Progress | None = None
     created_at: datetime
     started_at: datetime | None = None

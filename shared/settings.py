@@ -131,6 +131,10 @@ class Settings(BaseSettings):
     """`user:password` Flower asks for (its UI and `/metrics`); every place that starts Flower passes it,
     so Flower is never open. Production refuses the default and passwords under 32 characters."""
 
+    storage_retry_s: float = Field(300.0, ge=0)
+    """How long a worker keeps retrying an upload that storage refuses or does not answer (with
+    backoff, the encoded files kept on local disk) before the job fails `storage_unavailable`."""
+
     s3_endpoint_url: str | None = None
     s3_public_endpoint_url: str | None = None
     """Endpoint that presigned links are built on, when clients reach S3 at another address than the

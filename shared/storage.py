@@ -53,7 +53,14 @@ class S3Storage:
                 region_name=settings.s3_region,
                 aws_access_key_id=settings.s3_access_key_id,
                 aws_secret_access_key=settings.s3_secret_access_key,
-                config=Config(signature_version="s3v4", retries={"max_attempts": 5, "mode": "standard"}),
+                # Short timeouts: a black-holed endpoint fails an attempt in seconds, and the worker's own
+                # retry (REELFORGE_STORAGE_RETRY_S) decides how long to keep trying.
+                config=Config(
+                    signature_version="s3v4",
+                    retries={"max_attempts": 3, "mode": "standard"},
+                    connect_timeout=5,
+                    read_timeout=30,
+                ),
             )
 
         self.client = client(settings.s3_endpoint_url)
@@ -75,6 +82,7 @@ class S3Storage:
             self.client.create_bucket(Bucket=self.bucket)
 
     def put_file(self, key: str, path: Path, content_type: str) -> int:
+        from boto3.exceptions import Boto3Error
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -82,7 +90,7 @@ class S3Storage:
                 str(path), self.bucket, key, ExtraArgs={"ContentType": content_type}, Config=self.transfer
             )
             head = self.client.head_object(Bucket=self.bucket, Key=key)
-        except (BotoCoreError, ClientError) as exc:
+        except (BotoCoreError, ClientError, Boto3Error) as exc:
             raise StorageError(f"upload of {key} to s3://{self.bucket} failed: {exc}") from exc
         size = int(head["ContentLength"])
         if size != path.stat().st_size:

@@ -56,6 +56,7 @@ def render_job(
         region=job.region,
         worker=job.worker,
         attempts=job.attempts,
+        attempt_history=job.attempt_history,
         progress=job.progress,
         created_at=job.created_at,
         started_at=job.started_at,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import platform
 import tempfile
 import time
@@ -17,11 +18,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from shared.errors import StorageError
 from shared.jobs import JobRecord
 from shared.schemas import InferenceRequest, Timings, VideoResult
 from shared.states import JobPhase
 from shared.storage import Storage, video_key
 from workers.encoding import encode_mp4, to_uint8
+
+log = logging.getLogger(__name__)
 
 
 def poster_key(job_id: str) -> str:
@@ -65,6 +69,23 @@ def sidecar(
     }
 
 
+def put_with_retry(storage: Storage, key: str, path: Path, content_type: str, retry_s: float) -> int:
+    """Upload, retrying with backoff (1 s doubling, at most 30 s apart) for `retry_s` while storage
+    refuses or does not answer: the GPU work is done and the file is on local disk, so an outage of a
+    few minutes costs time, not the job. Past it, StorageError (`storage_unavailable`)."""
+    deadline = time.monotonic() + retry_s
+    delay = 1.0
+    while True:
+        try:
+            return storage.put_file(key, path, content_type)
+        except StorageError as exc:
+            if time.monotonic() + delay > deadline:
+                raise StorageError(f"{exc.message}; gave up after retrying for {retry_s:g}s") from exc
+            log.warning("upload of %s failed (%s); retrying in %.0fs", key, exc.message, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
 def publish(
     storage: Storage,
     job: JobRecord,
@@ -72,6 +93,7 @@ def publish(
     frames: np.ndarray,
     meta: dict[str, Any],
     enter: Callable[[JobPhase], object] = lambda _: None,
+    retry_s: float = 0.0,
 ) -> tuple[VideoResult, float, float]:
     """Encode and upload all three; returns the result, encode seconds and upload seconds. `enter` is
     told each phase as it begins (encoding, uploading)."""
@@ -83,13 +105,13 @@ def publish(
         Image.fromarray(to_uint8(frames[0])).save(poster, "JPEG", quality=90)
         t1 = time.perf_counter()
         enter(JobPhase.UPLOADING)
-        size = storage.put_file(video_key(job.id), video, "video/mp4")
-        storage.put_file(poster_key(job.id), poster, "image/jpeg")
+        size = put_with_retry(storage, video_key(job.id), video, "video/mp4", retry_s)
+        put_with_retry(storage, poster_key(job.id), poster, "image/jpeg", retry_s)
         digest = hashlib.sha256(to_uint8(frames).tobytes()).hexdigest()
         output = {"frames": int(frames.shape[0]), "bytes": size, "frames_sha256": digest}
         meta = meta | {"output": meta["output"] | output}
         side.write_text(json.dumps(meta, indent=2))
-        storage.put_file(sidecar_key(job.id), side, "application/json")
+        put_with_retry(storage, sidecar_key(job.id), side, "application/json", retry_s)
         t2 = time.perf_counter()
     result = VideoResult(
         storage_key=video_key(job.id),

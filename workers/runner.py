@@ -184,7 +184,13 @@ class JobRunner:
         timings = job.timings.model_copy(update={"model_s": round(t1 - t0, 3)})
         meta = sidecar(job, req, self.holder.revision, self.settings.sampler, timings)
         result, encode_s, upload_s = publish(
-            self.storage, job, req, frames, meta, lambda phase: self.store.phase(job_id, self.worker, phase)
+            self.storage,
+            job,
+            req,
+            frames,
+            meta,
+            lambda phase: self.store.phase(job_id, self.worker, phase),
+            self.settings.storage_retry_s,
         )
         timings = timings.model_copy(update={"encode_s": round(encode_s, 3), "upload_s": round(upload_s, 3)})
         t3 = time.perf_counter()

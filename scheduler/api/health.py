@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
 
-from scheduler.api.deps import ServicesDep
+from scheduler.api.deps import ServicesDep, error_responses
+from shared.errors import Unavailable
 
 router = APIRouter(tags=["health"])
 
@@ -15,10 +15,11 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "Redis is unreachable"}})
-def readyz(services: ServicesDep) -> JSONResponse:
+@router.get("/readyz", responses=error_responses(503))
+def readyz(services: ServicesDep) -> dict[str, str]:
+    """Ready when Redis answers; otherwise 503 `unavailable` with Retry-After, like every route."""
     try:
         services.store.ping()
     except Exception as exc:
-        return JSONResponse({"status": "unavailable", "redis": str(exc)}, status_code=503)
-    return JSONResponse({"status": "ready", "redis": "ok"})
+        raise Unavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+    return {"status": "ready", "redis": "ok"}

@@ -39,10 +39,12 @@ def submit(
     held = services.idempotency.reserve(owner, idempotency_key, body, job.id)
     if held.new:
         try:
-            return services.view(accept_job(store, services.celery, job))
+            return services.view(accept_job(store, services.celery, job, keep_on_failure=True))
         except Exception:
-            # Not accepted (the job, if recorded, ended failed): a retry with this key may try again.
-            services.idempotency.release(owner, idempotency_key)
+            # A job recorded but not yet sent stays queued (the sweeper sends it): a retry with this key
+            # gets it. One never recorded leaves the key free for the retry to create it.
+            if store.get(job.id) is None:
+                services.idempotency.release(owner, idempotency_key)
             raise
     wait_for_job(lambda job_id: store.get(job_id) is not None, held.job_id)
     response.status_code = 200
