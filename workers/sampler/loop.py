@@ -1,24 +1,13 @@
-"""A faster, exact re-implementation of `SkyReelsV2DiffusionForcingPipeline.__call__` (text to video).
+"""`generate`: the pipeline-compatible text-to-video loop, step by step.
 
-`generate(pipe, **kwargs)` takes the pipeline's own keyword arguments and computes the same function;
-the speed comes only from not computing what cannot change the result:
-
-* cond and uncond run as one batch, and the text's cross-attention keys/values are projected once;
-* with a block-causal model (`causal_block_size > 1`) a forward covers only the blocks from the first
-  whose input changed since it was last computed up to the last block the scheduler updates, with the
-  earlier blocks' keys/values from a per-layer cache (`workers.sampler.denoiser`), and attention runs per
-  query block over its allowed key prefix instead of under a dense mask (`workers.sampler.attention`);
-* frames that share their whole schedule share one UniPC scheduler, stepped on all of them at once
-  (the scheduler's arithmetic is elementwise), with its start index set from the host-side schedule
-  instead of a device lookup.
-
-Random draws (the generator's latents, the global RNG's `addnoise_condition` noise) happen at the same
-points, with the same shapes and order, as in the pipeline, so both give the same video.
+Request checks and text encoding as the pipeline does them → the windows of `shared.frames`
+→ per window: latents, timestep matrix, scheduler groups → per iteration: model input (with
+`addnoise_condition` re-noise), guided model output for the frames that need it, scheduler steps,
+callback → VAE decode.
 """
 
 from __future__ import annotations
 
-from copy import deepcopy
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,49 +17,49 @@ from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.pipelines.skyreels_v2.pipeline_output import SkyReelsV2PipelineOutput
 from torch import Tensor
 
+from shared.frames import Window, pipeline_windows
 from workers.sampler.attention import EAGER, LayerFns, compiled_layer_fns
+from workers.sampler.decode import decode_latents
 from workers.sampler.denoiser import Denoiser
+from workers.sampler.schedulers import Group, scheduler_groups
 
 
 @dataclass
-class _Group:
-    """Contiguous frames [lo, hi) with identical schedules, stepped by one scheduler."""
+class _Job:
+    """What stays fixed over a request's windows (the text embeddings only change through callbacks)."""
 
-    lo: int
-    hi: int
-    scheduler: Any
+    pipe: SkyReelsV2DiffusionForcingPipeline
+    denoiser: Denoiser
+    windows: list[Window]
+    batch: int
+    height: int
+    width: int
+    num_frames: int
+    generator: torch.Generator | list[torch.Generator] | None
+    steps: int
+    timesteps_cpu: Tensor
+    ar_step: int
+    block: int
+    addnoise_condition: float
+    callback: Any
+    tensor_inputs: list[str]
+    cond_embeds: Tensor
+    uncond_embeds: Tensor | None
+
+    @property
+    def is_long(self) -> bool:
+        return len(self.windows) > 1
 
 
-def _scheduler_groups(
-    pipe: SkyReelsV2DiffusionForcingPipeline,
-    step_index: Tensor,
-    update: Tensor,
-    intervals: list[tuple[int, int]],
-    steps: int,
-    timesteps_cpu: Tensor,
-    step_matrix_cpu: Tensor,
-    device: torch.device,
-) -> list[_Group]:
-    # Frames whose timestep, update and in-interval columns agree over every iteration receive the same
-    # step calls with the same timesteps, so a per-frame scheduler state is identical across them.
-    frames = update.shape[1]
-    pos = torch.arange(frames)
-    inside = torch.stack([(pos >= s) & (pos < e) for s, e in intervals])
-    columns = torch.cat([step_index, update.long(), inside.long()], dim=0)
-    groups: list[_Group] = []
-    lo = 0
-    for f in range(1, frames + 1):
-        if f < frames and torch.equal(columns[:, f], columns[:, lo]):
-            continue
-        updated_at = update[:, lo].nonzero()
-        if len(updated_at) > 0:
-            scheduler = deepcopy(pipe.scheduler)
-            scheduler.set_timesteps(steps, device=device)
-            first_t = step_matrix_cpu[int(updated_at[0]), lo]
-            scheduler.set_begin_index(scheduler.index_for_timestep(first_t, timesteps_cpu))
-            groups.append(_Group(lo, f, scheduler))
-        lo = f
-    return groups
+@dataclass
+class _Schedule:
+    """One window's diffusion-forcing schedule: rows are iterations, columns latent frames."""
+
+    matrix_cpu: Tensor
+    matrix: Tensor
+    update: Tensor
+    intervals: list[tuple[int, int]]
+    groups: list[Group]
 
 
 @torch.no_grad()
@@ -117,161 +106,58 @@ def generate(
         num_frames,
         base_num_frames,
     )
-    vae_t = pipe.vae_scale_factor_temporal
-    if num_frames % vae_t != 1:
-        num_frames = num_frames // vae_t * vae_t + 1
-    num_frames = max(num_frames, 1)
-
-    pipe._guidance_scale = guidance_scale
-    pipe._attention_kwargs = None
-    pipe._current_timestep = None
-    pipe._interrupt = False
+    num_frames = _round_num_frames(num_frames, pipe.vae_scale_factor_temporal)
+    _reset_call_state(pipe, guidance_scale)
     device = pipe._execution_device
-    cfg = pipe.do_classifier_free_guidance
-    if isinstance(prompt, str):
-        batch_size = 1
-    elif prompt is not None:
-        batch_size = len(prompt)
-    else:
-        assert prompt_embeds is not None  # check_inputs demands prompt or prompt_embeds
-        batch_size = prompt_embeds.shape[0]
-
     cond_embeds, uncond_embeds = pipe.encode_prompt(
         prompt=prompt,
         negative_prompt=negative_prompt,
-        do_classifier_free_guidance=cfg,
+        do_classifier_free_guidance=pipe.do_classifier_free_guidance,
         num_videos_per_prompt=num_videos_per_prompt,
         prompt_embeds=prompt_embeds,
         negative_prompt_embeds=negative_prompt_embeds,
         max_sequence_length=max_sequence_length,
         device=device,
     )
-    tr = pipe.transformer
-    dtype = tr.dtype
+    dtype = pipe.transformer.dtype
     cond_embeds = cond_embeds.to(dtype)
     if uncond_embeds is not None:
         uncond_embeds = uncond_embeds.to(dtype)
-
     pipe.scheduler.set_timesteps(num_inference_steps, device=device)
-    timesteps_cpu = pipe.scheduler.timesteps.cpu()
     # Read, never written: the pipeline's `_set_ar_attention` persists the block size in the config.
-    block = int(causal_block_size if causal_block_size is not None else tr.config.num_frame_per_block)
-    fps_ids = [0 if fps == 16 else 1] * cond_embeds.shape[0]
+    block = int(
+        causal_block_size if causal_block_size is not None else pipe.transformer.config.num_frame_per_block
+    )
     fns: LayerFns = compiled_layer_fns() if compile_blocks and device.type == "cuda" else EAGER
-    denoiser = Denoiser(tr, cond_embeds, uncond_embeds, fps_ids, block, guidance_scale, cfg, fns)
-
-    is_long = overlap_history is not None and base_num_frames is not None and num_frames > base_num_frames
-    overlap_latent = 0
-    if is_long:
-        assert overlap_history is not None
-        overlap_latent = (overlap_history - 1) // vae_t + 1
-        num_latent = (num_frames - 1) // vae_t + 1
-        base_latent = (base_num_frames - 1) // vae_t + 1
-        n_iter = 1 + (num_latent - base_latent - 1) // (base_latent - overlap_latent) + 1
-    else:
-        n_iter = 1
-        base_latent = (num_frames - 1) // vae_t + 1
-
-    accumulated: Tensor | None = None
-    latents = torch.empty(0)
-    for iter_idx in range(n_iter):
-        latents, window_frames, prefix, prefix_frames = pipe.prepare_latents(
-            batch_size * num_videos_per_prompt,
-            tr.config.in_channels,
-            height,
-            width,
-            num_frames,
-            torch.float32,
-            device,
-            generator,
-            None,
-            video_latents=accumulated,
-            base_latent_num_frames=base_latent if is_long else None,
-            causal_block_size=block,
-            overlap_history_latent_frames=overlap_latent if is_long else None,
-            long_video_iter=iter_idx if is_long else None,
-        )
-        if prefix_frames > 0:
-            latents[:, :, :prefix_frames] = prefix.to(dtype)
-
-        step_matrix_cpu, step_index, update, intervals = pipe.generate_timestep_matrix(
-            window_frames,
-            timesteps_cpu,
-            window_frames if is_long else base_latent,
-            ar_step,
-            prefix_frames,
+    job = _Job(
+        pipe=pipe,
+        denoiser=Denoiser(
+            pipe.transformer,
+            cond_embeds,
+            uncond_embeds,
+            [0 if fps == 16 else 1] * cond_embeds.shape[0],
             block,
-        )
-        step_matrix = step_matrix_cpu.to(device)
-        groups = _scheduler_groups(
-            pipe, step_index, update, intervals, num_inference_steps, timesteps_cpu, step_matrix_cpu, device
-        )
-        pipe._num_timesteps = len(step_matrix)
-        max_interval = max(e - s for s, e in intervals)
-        denoiser.start_window(window_frames, max_interval, latents.shape[3], latents.shape[4])
-
-        for i in range(len(step_matrix)):
-            if pipe.interrupt:
-                continue
-            t = step_matrix[i]
-            pipe._current_timestep = t
-            s, e = intervals[i]
-            x = latents[:, :, s:e].to(dtype).clone()
-            ts = t.expand(latents.shape[0], -1)[:, s:e].clone()
-            ts_cpu = step_matrix_cpu[i, s:e].clone()
-            noisy = range(0)
-            if addnoise_condition > 0 and s < prefix_frames:
-                # Same slicing as the pipeline: [s:prefix_frames] of the window-local tensors.
-                nf = 0.001 * addnoise_condition
-                x[:, :, s:prefix_frames] = (
-                    x[:, :, s:prefix_frames] * (1.0 - nf) + torch.randn_like(x[:, :, s:prefix_frames]) * nf
-                )
-                ts[:, s:prefix_frames] = addnoise_condition
-                ts_cpu[s:prefix_frames] = int(addnoise_condition)
-                noisy = range(2 * s, s + prefix_frames)  # absolute frames of that window-local slice
-
-            upd = update[i]
-            updated = [f for f in range(s, e) if bool(upd[f])]
-            if updated:
-                noise_pred, out_lo = denoiser(x, ts, ts_cpu, s, updated, noisy, i)
-                for g in groups:
-                    if bool(upd[g.lo]) and s <= g.lo < e:
-                        latents[:, :, g.lo : g.hi] = g.scheduler.step(
-                            noise_pred[:, :, g.lo - out_lo : g.hi - out_lo],
-                            t[g.lo],
-                            latents[:, :, g.lo : g.hi],
-                            return_dict=False,
-                        )[0]
-                        denoiser.latents_changed(g.lo, g.hi)
-
-            if callback_on_step_end is not None:
-                version = latents._version
-                values = {
-                    "latents": latents,
-                    "prompt_embeds": cond_embeds,
-                    "negative_prompt_embeds": uncond_embeds,
-                }
-                outputs = callback_on_step_end(pipe, i, t, {k: values[k] for k in tensor_inputs})
-                new_latents = outputs.pop("latents", latents)
-                new_pe = outputs.pop("prompt_embeds", cond_embeds)
-                new_npe = outputs.pop("negative_prompt_embeds", uncond_embeds)
-                # In-place edits bump the tensor's version counter; replacements are new objects.
-                if new_latents is not latents or latents._version != version:
-                    denoiser.all_latents_changed()
-                if new_pe is not cond_embeds or new_npe is not uncond_embeds:
-                    cond_embeds, uncond_embeds = new_pe, new_npe
-                    denoiser.set_text(cond_embeds, uncond_embeds)
-                latents = new_latents
-
-        if is_long:
-            if accumulated is None:
-                accumulated = latents
-            else:
-                accumulated = torch.cat([accumulated, latents[:, :, overlap_latent:]], dim=2)
-
-    if is_long:
-        assert accumulated is not None
-        latents = accumulated
+            guidance_scale,
+            pipe.do_classifier_free_guidance,
+            fns,
+        ),
+        windows=pipeline_windows(num_frames, base_num_frames, overlap_history, block),
+        batch=_batch_size(prompt, prompt_embeds) * num_videos_per_prompt,
+        height=height,
+        width=width,
+        num_frames=num_frames,
+        generator=generator,
+        steps=num_inference_steps,
+        timesteps_cpu=pipe.scheduler.timesteps.cpu(),
+        ar_step=ar_step,
+        block=block,
+        addnoise_condition=addnoise_condition,
+        callback=callback_on_step_end,
+        tensor_inputs=tensor_inputs,
+        cond_embeds=cond_embeds,
+        uncond_embeds=uncond_embeds,
+    )
+    latents = _denoise_video(job)
     pipe._current_timestep = None
     video = decode_latents(pipe, latents, output_type)
     pipe.maybe_free_model_hooks()
@@ -280,17 +166,159 @@ def generate(
     return SkyReelsV2PipelineOutput(frames=video)
 
 
-@torch.no_grad()
-def decode_latents(pipe: SkyReelsV2DiffusionForcingPipeline, latents: Tensor, output_type: str) -> Any:
-    """The pipeline's decode: un-normalise with the VAE's latent statistics, decode, post-process."""
-    if output_type == "latent":
-        return latents
-    latents = latents.to(pipe.vae.dtype)
-    cfg = pipe.vae.config
-    mean = torch.tensor(cfg.latents_mean).view(1, cfg.z_dim, 1, 1, 1).to(latents.device, latents.dtype)
-    inv_std = 1.0 / torch.tensor(cfg.latents_std).view(1, cfg.z_dim, 1, 1, 1).to(
-        latents.device, latents.dtype
+def _round_num_frames(num_frames: int, vae_t: int) -> int:
+    """The pipeline's silent rounding down to 4k + 1 frames."""
+    if num_frames % vae_t != 1:
+        num_frames = num_frames // vae_t * vae_t + 1
+    return max(num_frames, 1)
+
+
+def _reset_call_state(pipe: SkyReelsV2DiffusionForcingPipeline, guidance_scale: float) -> None:
+    """The per-call attributes `__call__` sets, which callbacks and properties read."""
+    pipe._guidance_scale = guidance_scale
+    pipe._attention_kwargs = None
+    pipe._current_timestep = None
+    pipe._interrupt = False
+
+
+def _batch_size(prompt: str | list[str] | None, prompt_embeds: Tensor | None) -> int:
+    if isinstance(prompt, str):
+        return 1
+    if prompt is not None:
+        return len(prompt)
+    assert prompt_embeds is not None  # check_inputs demands prompt or prompt_embeds
+    return prompt_embeds.shape[0]
+
+
+def _denoise_video(job: _Job) -> Tensor:
+    """Final latents of the whole video: the windows in order, each appended without its overlap."""
+    accumulated: Tensor | None = None
+    for index, window in enumerate(job.windows):
+        latents = _denoise_window(job, index, window, accumulated)
+        if accumulated is None:
+            accumulated = latents
+        else:
+            accumulated = torch.cat([accumulated, latents[:, :, window.overlap_frames :]], dim=2)
+    assert accumulated is not None  # there is always at least one window
+    return accumulated
+
+
+def _denoise_window(job: _Job, index: int, window: Window, accumulated: Tensor | None) -> Tensor:
+    pipe, denoiser = job.pipe, job.denoiser
+    tr = pipe.transformer
+    latents, window_frames, prefix, prefix_frames = pipe.prepare_latents(
+        job.batch,
+        tr.config.in_channels,
+        job.height,
+        job.width,
+        job.num_frames,
+        torch.float32,
+        pipe._execution_device,
+        job.generator,
+        None,
+        video_latents=accumulated,
+        base_latent_num_frames=job.windows[0].latent_frames if job.is_long else None,
+        causal_block_size=job.block,
+        overlap_history_latent_frames=window.overlap_frames if job.is_long else None,
+        long_video_iter=index if job.is_long else None,
     )
-    latents = latents / inv_std + mean
-    video = pipe.vae.decode(latents, return_dict=False)[0]
-    return pipe.video_processor.postprocess_video(video, output_type=output_type)
+    # shared.frames and the pipeline compute the same windows; a drift would break exactness silently.
+    assert (window_frames, prefix_frames) == (window.latent_frames, window.prefix_frames)
+    if prefix_frames > 0:
+        latents[:, :, :prefix_frames] = prefix.to(tr.dtype)
+
+    schedule = _window_schedule(job, window)
+    pipe._num_timesteps = len(schedule.matrix)
+    max_interval = max(e - s for s, e in schedule.intervals)
+    denoiser.start_window(window_frames, max_interval, latents.shape[3], latents.shape[4])
+    for i in range(len(schedule.matrix)):
+        if pipe.interrupt:
+            continue
+        latents = _iteration(job, schedule, latents, i, prefix_frames)
+    return latents
+
+
+def _window_schedule(job: _Job, window: Window) -> _Schedule:
+    pipe = job.pipe
+    device = pipe._execution_device
+    matrix_cpu, step_index, update, intervals = pipe.generate_timestep_matrix(
+        window.latent_frames,
+        job.timesteps_cpu,
+        window.latent_frames,
+        job.ar_step,
+        window.prefix_frames,
+        job.block,
+    )
+    groups = scheduler_groups(
+        pipe, step_index, update, intervals, job.steps, job.timesteps_cpu, matrix_cpu, device
+    )
+    return _Schedule(matrix_cpu, matrix_cpu.to(device), update, intervals, groups)
+
+
+def _iteration(job: _Job, schedule: _Schedule, latents: Tensor, i: int, prefix_frames: int) -> Tensor:
+    """One denoising iteration: model output for the updated frames, their scheduler steps, callback."""
+    pipe, denoiser = job.pipe, job.denoiser
+    t = schedule.matrix[i]
+    pipe._current_timestep = t
+    s, e = schedule.intervals[i]
+    x, ts, ts_cpu, noisy = _model_input(job, schedule, latents, i, prefix_frames)
+    upd = schedule.update[i]
+    updated = [f for f in range(s, e) if bool(upd[f])]
+    if updated:
+        noise_pred, out_lo = denoiser(x, ts, ts_cpu, s, updated, noisy, i)
+        for g in schedule.groups:
+            if bool(upd[g.lo]) and s <= g.lo < e:
+                latents[:, :, g.lo : g.hi] = g.scheduler.step(
+                    noise_pred[:, :, g.lo - out_lo : g.hi - out_lo],
+                    t[g.lo],
+                    latents[:, :, g.lo : g.hi],
+                    return_dict=False,
+                )[0]
+                denoiser.latents_changed(g.lo, g.hi)
+    if job.callback is not None:
+        latents = _run_callback(job, latents, i, t)
+    return latents
+
+
+def _model_input(
+    job: _Job, schedule: _Schedule, latents: Tensor, i: int, prefix_frames: int
+) -> tuple[Tensor, Tensor, Tensor, range]:
+    """The interval's input latents and timesteps (device and host), re-noising the carried-over prefix
+    with `addnoise_condition` as the pipeline does, and the absolute frames it re-noised."""
+    s, e = schedule.intervals[i]
+    dtype = job.pipe.transformer.dtype
+    x = latents[:, :, s:e].to(dtype).clone()
+    ts = schedule.matrix[i].expand(latents.shape[0], -1)[:, s:e].clone()
+    ts_cpu = schedule.matrix_cpu[i, s:e].clone()
+    noisy = range(0)
+    if job.addnoise_condition > 0 and s < prefix_frames:
+        # Same slicing as the pipeline: [s:prefix_frames] of the window-local tensors.
+        nf = 0.001 * job.addnoise_condition
+        x[:, :, s:prefix_frames] = (
+            x[:, :, s:prefix_frames] * (1.0 - nf) + torch.randn_like(x[:, :, s:prefix_frames]) * nf
+        )
+        ts[:, s:prefix_frames] = job.addnoise_condition
+        ts_cpu[s:prefix_frames] = int(job.addnoise_condition)
+        noisy = range(2 * s, s + prefix_frames)  # absolute frames of that window-local slice
+    return x, ts, ts_cpu, noisy
+
+
+def _run_callback(job: _Job, latents: Tensor, i: int, t: Tensor) -> Tensor:
+    """`callback_on_step_end`, telling the denoiser what it changed so no stale cache is reused."""
+    version = latents._version
+    values = {
+        "latents": latents,
+        "prompt_embeds": job.cond_embeds,
+        "negative_prompt_embeds": job.uncond_embeds,
+    }
+    outputs = job.callback(job.pipe, i, t, {k: values[k] for k in job.tensor_inputs})
+    new_latents = outputs.pop("latents", latents)
+    new_pe = outputs.pop("prompt_embeds", job.cond_embeds)
+    new_npe = outputs.pop("negative_prompt_embeds", job.uncond_embeds)
+    # In-place edits bump the tensor's version counter; replacements are new objects.
+    if new_latents is not latents or latents._version != version:
+        job.denoiser.all_latents_changed()
+    if new_pe is not job.cond_embeds or new_npe is not job.uncond_embeds:
+        job.cond_embeds, job.uncond_embeds = new_pe, new_npe
+        job.denoiser.set_text(new_pe, new_npe)
+    return new_latents

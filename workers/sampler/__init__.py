@@ -1,0 +1,21 @@
+"""A faster, exact re-implementation of `SkyReelsV2DiffusionForcingPipeline.__call__` (text to video).
+
+`generate(pipe, **kwargs)` takes the pipeline's own keyword arguments and computes the same function;
+the speed comes only from not computing what cannot change the result:
+
+* cond and uncond run as one batch, and the text's cross-attention keys/values are projected once;
+* with a block-causal model (`causal_block_size > 1`) a forward covers only the blocks from the first
+  whose input changed since it was last computed up to the last block the scheduler updates, with the
+  earlier blocks' keys/values from a per-layer cache (`denoiser`), and attention runs per query block
+  over its allowed key prefix instead of under a dense mask (`attention`);
+* frames that share their whole schedule share one UniPC scheduler, stepped on all of them at once
+  (`schedulers`).
+
+Random draws (the generator's latents, the global RNG's `addnoise_condition` noise) happen at the same
+points, with the same shapes and order, as in the pipeline (`loop`), so both give the same video.
+"""
+
+from workers.sampler.decode import decode_latents
+from workers.sampler.loop import generate
+
+__all__ = ["decode_latents", "generate"]
