@@ -62,6 +62,7 @@ class _Schedule:
     groups: list[Group]
 
 
+# Over 60 lines only through the 26 arguments it mirrors from the pipeline's `__call__`.
 @torch.no_grad()
 def generate(
     pipe: SkyReelsV2DiffusionForcingPipeline,
@@ -95,52 +96,31 @@ def generate(
     if isinstance(callback_on_step_end, PipelineCallback | MultiPipelineCallbacks):
         tensor_inputs = callback_on_step_end.tensor_inputs
     pipe.check_inputs(
-        prompt,
-        negative_prompt,
-        height,
-        width,
-        prompt_embeds,
-        negative_prompt_embeds,
-        tensor_inputs,
-        overlap_history,
-        num_frames,
-        base_num_frames,
-    )
+        prompt, negative_prompt, height, width, prompt_embeds, negative_prompt_embeds, tensor_inputs,
+        overlap_history, num_frames, base_num_frames,
+    )  # fmt: skip
     num_frames = _round_num_frames(num_frames, pipe.vae_scale_factor_temporal)
     _reset_call_state(pipe, guidance_scale)
-    device = pipe._execution_device
-    cond_embeds, uncond_embeds = pipe.encode_prompt(
-        prompt=prompt,
-        negative_prompt=negative_prompt,
-        do_classifier_free_guidance=pipe.do_classifier_free_guidance,
-        num_videos_per_prompt=num_videos_per_prompt,
-        prompt_embeds=prompt_embeds,
-        negative_prompt_embeds=negative_prompt_embeds,
-        max_sequence_length=max_sequence_length,
-        device=device,
-    )
-    dtype = pipe.transformer.dtype
-    cond_embeds = cond_embeds.to(dtype)
-    if uncond_embeds is not None:
-        uncond_embeds = uncond_embeds.to(dtype)
-    pipe.scheduler.set_timesteps(num_inference_steps, device=device)
+    cond_embeds, uncond_embeds = _encode_text(
+        pipe, prompt, negative_prompt, num_videos_per_prompt, prompt_embeds, negative_prompt_embeds,
+        max_sequence_length,
+    )  # fmt: skip
+    pipe.scheduler.set_timesteps(num_inference_steps, device=pipe._execution_device)
     # Read, never written: the pipeline's `_set_ar_attention` persists the block size in the config.
     block = int(
         causal_block_size if causal_block_size is not None else pipe.transformer.config.num_frame_per_block
     )
-    fns: LayerFns = compiled_layer_fns() if compile_blocks and device.type == "cuda" else EAGER
+    fps_ids = [0 if fps == 16 else 1] * cond_embeds.shape[0]
+    fns: LayerFns = (
+        compiled_layer_fns() if compile_blocks and pipe._execution_device.type == "cuda" else EAGER
+    )
+    denoiser = Denoiser(
+        pipe.transformer, cond_embeds, uncond_embeds, fps_ids, block, guidance_scale,
+        pipe.do_classifier_free_guidance, fns,
+    )  # fmt: skip
     job = _Job(
         pipe=pipe,
-        denoiser=Denoiser(
-            pipe.transformer,
-            cond_embeds,
-            uncond_embeds,
-            [0 if fps == 16 else 1] * cond_embeds.shape[0],
-            block,
-            guidance_scale,
-            pipe.do_classifier_free_guidance,
-            fns,
-        ),
+        denoiser=denoiser,
         windows=pipeline_windows(num_frames, base_num_frames, overlap_history, block),
         batch=_batch_size(prompt, prompt_embeds) * num_videos_per_prompt,
         height=height,
@@ -164,6 +144,31 @@ def generate(
     if not return_dict:
         return (video,)
     return SkyReelsV2PipelineOutput(frames=video)
+
+
+def _encode_text(
+    pipe: SkyReelsV2DiffusionForcingPipeline,
+    prompt: str | list[str] | None,
+    negative_prompt: str | list[str] | None,
+    num_videos_per_prompt: int,
+    prompt_embeds: Tensor | None,
+    negative_prompt_embeds: Tensor | None,
+    max_sequence_length: int,
+) -> tuple[Tensor, Tensor | None]:
+    """Prompt embeddings as the pipeline makes them, in the transformer's dtype."""
+    device = pipe._execution_device
+    cond, uncond = pipe.encode_prompt(
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        do_classifier_free_guidance=pipe.do_classifier_free_guidance,
+        num_videos_per_prompt=num_videos_per_prompt,
+        prompt_embeds=prompt_embeds,
+        negative_prompt_embeds=negative_prompt_embeds,
+        max_sequence_length=max_sequence_length,
+        device=device,
+    )
+    dtype = pipe.transformer.dtype
+    return cond.to(dtype), None if uncond is None else uncond.to(dtype)
 
 
 def _round_num_frames(num_frames: int, vae_t: int) -> int:
