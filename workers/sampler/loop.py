@@ -138,6 +138,7 @@ def generate(
         uncond_embeds=uncond_embeds,
     )
     latents = _denoise_video(job)
+    del job, denoiser  # the K/V cache goes before the VAE decode needs its memory
     pipe._current_timestep = None
     video = decode_latents(pipe, latents, output_type)
     pipe.maybe_free_model_hooks()
