@@ -17,6 +17,13 @@ def latent_frames(num_frames: int) -> int:
     return (num_frames - 1) // VAE_TEMPORAL + 1
 
 
+def round_num_frames(num_frames: int) -> int:
+    """The pipeline's silent rounding down to 4k + 1 frames (the API refuses other counts instead)."""
+    if num_frames % VAE_TEMPORAL != 1:
+        num_frames = num_frames // VAE_TEMPORAL * VAE_TEMPORAL + 1
+    return max(num_frames, 1)
+
+
 @dataclass(frozen=True)
 class Window:
     """One autoregressive window of a (possibly long) video, in latent frames."""

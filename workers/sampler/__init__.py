@@ -11,11 +11,15 @@ the speed comes only from not computing what cannot change the result:
 * frames that share their whole schedule share one UniPC scheduler, stepped on all of them at once
   (`schedulers`).
 
+Before a job the memory policy (`memory`) decides how many blocks' keys/values fit on the device:
+all, some, or none (recomputed, still exact).
+
 Random draws (the generator's latents, the global RNG's `addnoise_condition` noise) happen at the same
 points, with the same shapes and order, as in the pipeline (`loop`), so both give the same video.
 """
 
 from workers.sampler.decode import decode_latents
 from workers.sampler.loop import generate
+from workers.sampler.memory import CachePolicy, MemoryPlan, plan_for_call
 
-__all__ = ["decode_latents", "generate"]
+__all__ = ["CachePolicy", "MemoryPlan", "decode_latents", "generate", "plan_for_call"]

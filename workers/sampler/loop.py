@@ -17,10 +17,11 @@ from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.pipelines.skyreels_v2.pipeline_output import SkyReelsV2PipelineOutput
 from torch import Tensor
 
-from shared.frames import Window, pipeline_windows
+from shared.frames import Window, pipeline_windows, round_num_frames
 from workers.sampler.attention import EAGER, LayerFns, compiled_layer_fns
 from workers.sampler.decode import decode_latents
 from workers.sampler.denoiser import Denoiser
+from workers.sampler.memory import MemoryPlan, plan_for_call
 from workers.sampler.schedulers import Group, scheduler_groups
 
 
@@ -89,9 +90,12 @@ def generate(
     causal_block_size: int | None = None,
     fps: int = 24,
     compile_blocks: bool = False,
+    memory_plan: MemoryPlan | None = None,
 ) -> SkyReelsV2PipelineOutput | tuple[Any]:
     """Same arguments and result as the pipeline's `__call__` (without `latents`/`attention_kwargs`).
-    `compile_blocks` compiles the per-layer code with `torch.compile`, on CUDA only."""
+    `compile_blocks` compiles the per-layer code with `torch.compile`, on CUDA only. `memory_plan` says
+    how many blocks' keys/values to cache (`workers.sampler.memory`); by default it is decided here from
+    the free device memory, as `plan_for_call` with the same arguments decides it."""
     tensor_inputs = list(callback_on_step_end_tensor_inputs or ["latents"])
     if isinstance(callback_on_step_end, PipelineCallback | MultiPipelineCallbacks):
         tensor_inputs = callback_on_step_end.tensor_inputs
@@ -99,7 +103,7 @@ def generate(
         prompt, negative_prompt, height, width, prompt_embeds, negative_prompt_embeds, tensor_inputs,
         overlap_history, num_frames, base_num_frames,
     )  # fmt: skip
-    num_frames = _round_num_frames(num_frames, pipe.vae_scale_factor_temporal)
+    num_frames = round_num_frames(num_frames)
     _reset_call_state(pipe, guidance_scale)
     cond_embeds, uncond_embeds = _encode_text(
         pipe, prompt, negative_prompt, num_videos_per_prompt, prompt_embeds, negative_prompt_embeds,
@@ -110,13 +114,19 @@ def generate(
     block = int(
         causal_block_size if causal_block_size is not None else pipe.transformer.config.num_frame_per_block
     )
-    fps_ids = [0 if fps == 16 else 1] * cond_embeds.shape[0]
+    if memory_plan is None:
+        memory_plan = plan_for_call(
+            pipe, prompt=prompt, prompt_embeds=prompt_embeds, height=height, width=width,
+            num_frames=num_frames, base_num_frames=base_num_frames, overlap_history=overlap_history,
+            causal_block_size=block,
+            guidance_scale=guidance_scale, num_videos_per_prompt=num_videos_per_prompt,
+        )  # fmt: skip
     fns: LayerFns = (
         compiled_layer_fns() if compile_blocks and pipe._execution_device.type == "cuda" else EAGER
     )
     denoiser = Denoiser(
-        pipe.transformer, cond_embeds, uncond_embeds, fps_ids, block, guidance_scale,
-        pipe.do_classifier_free_guidance, fns,
+        pipe.transformer, cond_embeds, uncond_embeds, [0 if fps == 16 else 1] * cond_embeds.shape[0], block,
+        guidance_scale, pipe.do_classifier_free_guidance, fns, memory_plan.cache_blocks,
     )  # fmt: skip
     job = _Job(
         pipe=pipe,
@@ -170,13 +180,6 @@ def _encode_text(
     )
     dtype = pipe.transformer.dtype
     return cond.to(dtype), None if uncond is None else uncond.to(dtype)
-
-
-def _round_num_frames(num_frames: int, vae_t: int) -> int:
-    """The pipeline's silent rounding down to 4k + 1 frames."""
-    if num_frames % vae_t != 1:
-        num_frames = num_frames // vae_t * vae_t + 1
-    return max(num_frames, 1)
 
 
 def _reset_call_state(pipe: SkyReelsV2DiffusionForcingPipeline, guidance_scale: float) -> None:
