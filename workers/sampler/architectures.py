@@ -91,15 +91,20 @@ def catalog_transformer(
 
 
 def catalog_pipeline(
-    device: str, dtype: torch.dtype = torch.bfloat16, layers: int | None = None, text_encoder: str = "tiny"
+    device: str,
+    dtype: torch.dtype = torch.bfloat16,
+    layers: int | None = None,
+    text_encoder: str = "tiny",
+    tiny_vae: bool = False,
 ) -> SkyReelsV2DiffusionForcingPipeline:
     """DF-1.3B transformer (BF16 as `from_pretrained` loads it, or FP32), the Wan VAE in FP32 (as
     `workers.models.load_pretrained` loads it) and a UMT5 encoder: `text_encoder="xxl"` has the real
-    UMT5-XXL shapes (BF16, about 11 GB), `"tiny"` only its output dimension."""
+    UMT5-XXL shapes (BF16, about 11 GB), `"tiny"` only its output dimension. `tiny_vae` keeps the VAE's
+    structure at 1/8 of its width, for CPU runs where the decode would dominate."""
     transformer = catalog_transformer(DF_1_3B, device, dtype, layers)
     torch.manual_seed(0)
     with torch.device(device):
-        vae = AutoencoderKLWan(**WAN_VAE)
+        vae = AutoencoderKLWan(**{**WAN_VAE, "base_dim": 12} if tiny_vae else WAN_VAE)
         umt5 = UMT5Config(**(UMT5_XXL if text_encoder == "xxl" else TINY_UMT5))
         encoder = UMT5EncoderModel._from_config(umt5, dtype=dtype)
     tokenizer = PreTrainedTokenizerFast(
