@@ -21,5 +21,6 @@ points, with the same shapes and order, as in the pipeline (`loop`), so both giv
 from workers.sampler.decode import decode_latents
 from workers.sampler.loop import generate
 from workers.sampler.memory import CachePolicy, MemoryPlan, plan_for_call
+from workers.sampler.warmup import WarmUp, warm_up
 
-__all__ = ["CachePolicy", "MemoryPlan", "decode_latents", "generate", "plan_for_call"]
+__all__ = ["CachePolicy", "MemoryPlan", "WarmUp", "decode_latents", "generate", "plan_for_call", "warm_up"]

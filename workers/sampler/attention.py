@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 import torch
 import torch.nn.functional as F
@@ -186,9 +187,11 @@ LayerFns = tuple[Callable[..., tuple[Tensor, Tensor, Tensor]], Callable[..., Ten
 EAGER: LayerFns = (attn_inputs, attn_out_and_rest)
 
 
+@cache
 def compiled_layer_fns() -> LayerFns:
     """Regional compile: the per-layer pieces around attention, shared by all layers (same code, the
-    block is an argument), with dynamic shapes because the number of active frames varies."""
+    block is an argument), with dynamic shapes because the number of active frames varies. One pair per
+    process, so a warm-up's compile serves every later job."""
     return (
         torch.compile(attn_inputs, dynamic=True),
         torch.compile(attn_out_and_rest, dynamic=True),
