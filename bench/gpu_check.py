@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from bench.sampler import PRESETS, request_inputs
 from shared.frames import pipeline_windows, round_num_frames
 from workers.models import load_pretrained
-from workers.sampler import decode_latents, generate, plan_for_call
+from workers.sampler import decode_latents, generate, plan_for_call, warm_up
 from workers.sampler.architectures import catalog_pipeline
 
 IMPLS = ("plain", "ours", "ours + compile")
@@ -154,6 +155,20 @@ def sdpa_backends(fn: Callable[[], Any]) -> str:
     return ", ".join(f"{name} x{n}" for name, n in counts.most_common()) or "none seen"
 
 
+def host_syncs(fn: Callable[[], Any], device: str) -> str:
+    """How many times fn() made the host wait for the GPU (`.item()`, `nonzero`, copies to the host)."""
+    if not device.startswith("cuda"):
+        return "n/a (CPU)"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return str(sum("synchroniz" in str(w.message) for w in caught))
+
+
 def _measure(pipe: Any, name: str, clock: Clock, device: str, req: dict[str, Any]) -> dict[str, Any]:
     """One run: the loop to latents, then the decode, each timed with its own memory peak."""
     latents, seconds, loop_peak = clock(lambda: _latents(_impl(pipe, name), device, req))
@@ -176,9 +191,16 @@ def section_compare(report: Report, pipe: Any, args: argparse.Namespace, req: di
     ]
     warm = {**req, "num_frames": 17, "num_inference_steps": 2}
     compile_s, backends = {}, {}
+    syncs = {}
     for name in impls:  # warm-up (allocator, kernels, the compile) on a one-block request
-        _, compile_s[name], _ = clock(lambda n=name: _latents(_impl(pipe, n), device, warm))  # type: ignore[misc]
+        if name == "ours + compile":  # the worker's own warm-up helper, at the request's resolution
+            compile_s[name] = warm_up(
+                pipe, compile_blocks=True, sizes=((req["height"], req["width"]),)
+            ).seconds
+        else:
+            _, compile_s[name], _ = clock(lambda n=name: _latents(_impl(pipe, n), device, warm))  # type: ignore[misc]
         backends[name] = sdpa_backends(lambda n=name: _latents(_impl(pipe, n), device, warm))  # type: ignore[misc]
+        syncs[name] = host_syncs(lambda n=name: _latents(_impl(pipe, n), device, warm), device)  # type: ignore[misc]
     iterations = _iterations(pipe, req)
     results = {name: _measure(pipe, name, clock, device, req) for name in impls}
     plain = results["plain"]
@@ -203,6 +225,7 @@ def section_compare(report: Report, pipe: Any, args: argparse.Namespace, req: di
     )
     report.add("frames_psnr_db", "frames PSNR vs plain, dB", {n: f"{v:.1f}" for n, v in psnr.items()}, **psnr)
     report.add("sdpa_backends", "SDPA backends (calls, 17-frame warm-up)", backends, **backends)
+    report.add("host_syncs", "host syncs (17-frame warm-up, CUDA sync debug mode)", syncs, **syncs)
     report.add(
         "first_call_s",
         "first call, s (17 frames, 2 steps; compile)",

@@ -41,6 +41,7 @@ def test_gpu_check_runs_on_cpu_and_writes_its_table(tmp_path: Path) -> None:
     assert data["exact_fp32"]["verdict"] == "pass" and data["exact_fp32"]["rel"] <= 1e-3
     assert data["frames_psnr_db"]["ours"] > 30  # BF16, default kernels: reported, not exact
     assert "flash-cpu" in data["sdpa_backends"]["ours"]
+    assert data["host_syncs"]["ours"] == "n/a (CPU)"
     assert data["memory_plan"]["policy"] == "all"  # CPU: free memory unknown
     assert data["cold_start_s"]["seconds"] > data["cold_start_s"]["load_s"] > 0
     assert data["text_encoder_s"]["seconds"] > 0 and data["vae_decode_s"]["seconds"] > 0
