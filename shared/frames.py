@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 VAE_TEMPORAL = 4
-VAE_SPATIAL = 8
 
 
 def latent_frames(num_frames: int) -> int:
