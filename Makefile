@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo dev test test-unit fuzz bench-api lint fmt typecheck check deploy-check docker-pins bench clean
+.PHONY: install demo dev test test-unit fuzz bench-api lint fmt typecheck check deploy-check docker-pins bench bench-catalog-cpu gpu-check gpu-check-cpu clean
 
 $(STAMP): pyproject.toml
 	@command -v redis-server >/dev/null || { \
@@ -68,6 +68,22 @@ bench: $(STAMP)
 # API latency and throughput with 1k, 100k and 1M stored jobs (docs/perf.md).
 bench-api: $(STAMP)
 	$(BIN)/python -m bench.api
+
+# The gpu-catalog preset's code path at a CI size on the CPU, plain vs ours with one kernel and FP32.
+bench-catalog-cpu: $(STAMP)
+	$(BIN)/python -m bench.sampler --preset gpu-catalog --device cpu --tiny --dtype fp32 --sdpa math
+
+# One GPU, no internet, under 8 minutes: the table goes to $(GPU_CHECK_OUT) (+ .json). Where our venv
+# is absent (the GPU machine: newer PyTorch, no diffusers), run it with the machine's Python and the
+# wheels carried in (docs/perf.md): make gpu-check GPU_PY=python3 GPU_PYTHONPATH=/tmp/site
+GPU_PY ?= $(BIN)/python
+GPU_PYTHONPATH ?=
+GPU_CHECK_OUT ?= gpu-check.md
+gpu-check:
+	PYTHONPATH=$(if $(GPU_PYTHONPATH),$(GPU_PYTHONPATH):)$(CURDIR) $(GPU_PY) -m bench.gpu_check --out $(GPU_CHECK_OUT)
+
+gpu-check-cpu: $(STAMP)
+	$(BIN)/python -m bench.gpu_check --device cpu --tiny --out gpu-check-cpu.md
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 import torch
 import torch.nn.functional as F
@@ -49,13 +50,35 @@ class FrameCond:
 
 
 class WindowKV:
-    """Self-attention keys/values of a window's tokens for every layer, (batch, heads, tokens, head_dim).
-    Preallocated so a forward writes its fresh keys in place and reads a prefix view, with no concat."""
+    """Self-attention keys/values of the first `capacity` tokens of a window for every layer, (batch, heads,
+    tokens, head_dim). Preallocated so a forward writes its fresh keys in place and reads a prefix view,
+    with no concat; tokens past the capacity are not kept (the memory policy's partial cache or
+    recompute), so a forward that needs them starts early enough to compute them again."""
 
-    def __init__(self, layers: int, batch: int, heads: int, tokens: int, head_dim: int, like: Tensor) -> None:
-        shape = (batch, heads, tokens, head_dim)
-        self.k = [like.new_empty(shape) for _ in range(layers)]
-        self.v = [like.new_empty(shape) for _ in range(layers)]
+    def __init__(
+        self, layers: int, batch: int, heads: int, capacity: int, head_dim: int, like: Tensor
+    ) -> None:
+        self.capacity = capacity
+        shape = (batch, heads, capacity, head_dim)
+        self.k = [like.new_empty(shape) for _ in range(layers)] if capacity else []
+        self.v = [like.new_empty(shape) for _ in range(layers)] if capacity else []
+
+    def prefix(self, layer: int, k: Tensor, v: Tensor, offset: int) -> tuple[Tensor, Tensor]:
+        """Keys/values of window tokens [0, offset + len(k)): the first `offset` from the cache, the rest
+        the fresh `k`/`v`, of which what fits is stored. `offset` must not exceed the capacity."""
+        n = k.shape[2]
+        stored = min(n, self.capacity - offset)
+        if stored > 0:
+            self.k[layer][:, :, offset : offset + stored] = k[:, :, :stored]
+            self.v[layer][:, :, offset : offset + stored] = v[:, :, :stored]
+        if offset + n <= self.capacity:
+            return self.k[layer][:, :, : offset + n], self.v[layer][:, :, : offset + n]
+        if offset == 0:
+            return k, v
+        return (
+            torch.cat([self.k[layer][:, :, :offset], k], dim=2),
+            torch.cat([self.v[layer][:, :, :offset], v], dim=2),
+        )
 
 
 def _kv_heads(attn: SkyReelsV2Attention, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -164,9 +187,11 @@ LayerFns = tuple[Callable[..., tuple[Tensor, Tensor, Tensor]], Callable[..., Ten
 EAGER: LayerFns = (attn_inputs, attn_out_and_rest)
 
 
+@cache
 def compiled_layer_fns() -> LayerFns:
     """Regional compile: the per-layer pieces around attention, shared by all layers (same code, the
-    block is an argument), with dynamic shapes because the number of active frames varies."""
+    block is an argument), with dynamic shapes because the number of active frames varies. One pair per
+    process, so a warm-up's compile serves every later job."""
     return (
         torch.compile(attn_inputs, dynamic=True),
         torch.compile(attn_out_and_rest, dynamic=True),
@@ -191,7 +216,8 @@ def forward_frames(
     `x` holds the latent input of a contiguous run of frames of the window; `cond`, `cos`/`sin` cover
     the same frames and the batch of `cond`/`text` may be a multiple of x's (cond and uncond in one
     pass). With `kv` (block-causal model), the run starts on a block boundary `kv_offset` tokens into
-    the window, keys of the earlier tokens are read from `kv` and the run's own are written there;
+    the window, keys of the earlier tokens are read from `kv` and the run's own are written there (as far
+    as its capacity goes);
     without it, attention is full over the run, which must then be the whole window.
     """
     p_t, p_h, p_w = tr.config.patch_size
@@ -210,9 +236,7 @@ def forward_frames(
         if kv is None:
             heads = F.scaled_dot_product_attention(q, k, v)
         else:
-            kbuf, vbuf = kv.k[layer], kv.v[layer]
-            kbuf[:, :, kv_offset : kv_offset + k.shape[2]] = k
-            vbuf[:, :, kv_offset : kv_offset + v.shape[2]] = v
+            kbuf, vbuf = kv.prefix(layer, k, v, kv_offset)
             parts = []
             for lo in range(0, q.shape[2], block_tokens):
                 end = kv_offset + lo + block_tokens

@@ -39,7 +39,10 @@ class Denoiser:
         guidance_scale: float,
         cfg: bool,
         fns: LayerFns,
+        cache_blocks: int | None = None,
     ) -> None:
+        """`cache_blocks`: how many blocks of an interval may keep their keys/values (the memory policy);
+        None for all of them, 0 to recompute every forward from the interval's start."""
         self.tr = tr
         self.fps_ids = fps_ids
         self.block = block
@@ -47,6 +50,7 @@ class Denoiser:
         self.guidance_scale = guidance_scale
         self.cfg = cfg
         self.fns = fns
+        self.cache_blocks = cache_blocks if cache_blocks is not None else 2**31
         self.set_text(cond_embeds, uncond_embeds)
         self.start_window(0, 0, 0, 0)
 
@@ -65,6 +69,8 @@ class Denoiser:
         self.kv: WindowKV | None = None
         self.rope_start: int | None = None
         self.window_shape = (max_interval, lat_h, lat_w)
+        _, p_h, p_w = self.tr.config.patch_size
+        self.tokens_per_frame = (lat_h // p_h) * (lat_w // p_w)
 
     def latents_changed(self, lo: int, hi: int) -> None:
         """Frames [lo, hi) got new latents."""
@@ -86,40 +92,18 @@ class Denoiser:
             self.rope = window_rope(tr, *self.window_shape)
             self.rope_start = s
         cos, sin = self.rope
+        kv: WindowKV | None = None
         if not self.causal:
             # Full attention: every frame of the window influences every other, so all are computed.
-            lo, hi, out_lo, kv = s, s + x.shape[2], s, None
+            lo, hi, out_lo = s, s + x.shape[2], s
         else:
-            first_upd, last_upd = updated[0] // block, updated[-1] // block
-
-            def key(b: int) -> BlockKey:
-                frames = range(b * block, (b + 1) * block)
-                tag = iteration if any(f in noisy for f in frames) else -1  # fresh noise never repeats
-                return (
-                    s,
-                    tuple(ts_cpu[frames.start - s : frames.stop - s].tolist()),
-                    self.latent_version[b],
-                    tag,
-                )
-
-            lo_block = next((b for b in range(s // block, first_upd) if self.keys[b] != key(b)), first_upd)
-            for b in range(lo_block, len(self.keys)):
-                self.keys[b] = key(b) if b <= last_upd else None
-            lo, hi, out_lo = lo_block * block, (last_upd + 1) * block, first_upd * block
-            if self.kv is None:
-                batch = x.shape[0] * (2 if self.cfg else 1)
-                head_dim = cos.shape[-1] * 2
-                self.kv = WindowKV(
-                    len(tr.blocks), batch, tr.config.num_attention_heads, cos.shape[1], head_dim, x
-                )
-            kv = self.kv
+            lo, hi, out_lo = self._frames_to_compute(ts_cpu, s, updated, noisy, iteration)
+            kv = self._window_kv(x, cos)
 
         cond: FrameCond = frame_cond(tr, ts[:, lo - s : hi - s], self.fps_ids, x.dtype)
         if self.cfg:
             cond = FrameCond(cond.temb.repeat(2, 1, 1), cond.proj.repeat(2, 1, 1, 1))
-        _, p_h, p_w = tr.config.patch_size
-        tokens_per_frame = (x.shape[3] // p_h) * (x.shape[4] // p_w)
-        t0, t1 = (lo - s) * tokens_per_frame, (hi - s) * tokens_per_frame
+        t0, t1 = (lo - s) * self.tokens_per_frame, (hi - s) * self.tokens_per_frame
         out = forward_frames(
             tr, x[:, :, lo - s : hi - s], cond, self.text, cos[:, t0:t1], sin[:, t0:t1], kv, t0, block,
             out_lo - lo, self.fns,
@@ -129,3 +113,37 @@ class Denoiser:
             cond_out, uncond_out = out[:half], out[half:]
             out = uncond_out + self.guidance_scale * (cond_out - uncond_out)
         return out, out_lo
+
+    def _frames_to_compute(
+        self, ts_cpu: Tensor, s: int, updated: list[int], noisy: range, iteration: int
+    ) -> tuple[int, int, int]:
+        """(lo, hi, out_lo) in absolute frames: from the first block that is not cached with the inputs it
+        has now, up to the last updated block; output from the first updated block. Only the first
+        `cache_blocks` blocks of the interval are ever cached."""
+        block = self.block
+        first_upd, last_upd = updated[0] // block, updated[-1] // block
+        cached_end = min(first_upd, s // block + self.cache_blocks)
+
+        def key(b: int) -> BlockKey:
+            frames = range(b * block, (b + 1) * block)
+            tag = iteration if any(f in noisy for f in frames) else -1  # fresh noise never repeats
+            return (
+                s,
+                tuple(ts_cpu[frames.start - s : frames.stop - s].tolist()),
+                self.latent_version[b],
+                tag,
+            )
+
+        lo_block = next((b for b in range(s // block, cached_end) if self.keys[b] != key(b)), cached_end)
+        for b in range(lo_block, len(self.keys)):
+            self.keys[b] = key(b) if b <= last_upd and b < s // block + self.cache_blocks else None
+        return lo_block * block, (last_upd + 1) * block, first_upd * block
+
+    def _window_kv(self, x: Tensor, cos: Tensor) -> WindowKV:
+        if self.kv is None:
+            batch = x.shape[0] * (2 if self.cfg else 1)
+            capacity = min(cos.shape[1], self.cache_blocks * self.block * self.tokens_per_frame)
+            self.kv = WindowKV(
+                len(self.tr.blocks), batch, self.tr.config.num_attention_heads, capacity, cos.shape[-1] * 2, x
+            )
+        return self.kv

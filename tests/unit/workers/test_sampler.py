@@ -14,9 +14,9 @@ import pytest
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from bench.sampler import to_bf16_like_from_pretrained
 from workers.models import build_tiny_random
 from workers.sampler import generate
+from workers.sampler.architectures import to_bf16_like_from_pretrained
 
 LATENT_RTOL = 1e-4
 FRAME_ATOL = 1e-3
