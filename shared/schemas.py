@@ -274,6 +274,9 @@ class Timings(BaseModel):
     model_s: float | None = None
     encode_s: float | None = None
     upload_s: float | None = None
+    memory_plan: dict[str, Any] | None = None
+    """The fast sampler's key/value cache decision for this job (`all`, `partial` or `recompute`: all
+    exact) and the estimates it was made from."""
 
 
 class VideoResult(BaseModel):

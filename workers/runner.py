@@ -49,9 +49,11 @@ def render_frames(
     sampler: str,
     on_step: Callable[[], None],
     compile_blocks: bool = False,
+    on_plan: Callable[[dict[str, Any]], None] = lambda _: None,
 ) -> np.ndarray:
     """(T, H, W, 3) float frames in [0, 1]. Seeds both the generator and the global RNG (which the
-    pipeline draws `addnoise_condition` noise from), so a request's video does not depend on history."""
+    pipeline draws `addnoise_condition` noise from), so a request's video does not depend on history.
+    With the fast sampler, `on_plan` is told its key/value cache decision before it starts."""
     torch.manual_seed(req.seed)
     device = pipe._execution_device
     kwargs: dict[str, Any] = {
@@ -75,8 +77,11 @@ def render_frames(
     out: Any
     if sampler == "fast":
         import workers.sampler as fast_sampler
+        from workers.sampler.memory import plan_for_call
 
-        out = fast_sampler.generate(pipe, **kwargs, compile_blocks=compile_blocks)
+        plan = plan_for_call(pipe, **kwargs)
+        on_plan(plan.record())
+        out = fast_sampler.generate(pipe, **kwargs, compile_blocks=compile_blocks, memory_plan=plan)
     else:
         out = pipe(**kwargs)
     return np.asarray(out.frames[0])
@@ -174,14 +179,17 @@ class JobRunner:
             if done == total:  # the sampler decodes the latents next
                 self.store.phase(job_id, self.worker, JobPhase.DECODING)
 
-        frames = render_frames(pipe, req, self.settings.sampler, on_step, self.settings.compile_blocks)
+        plan: dict[str, Any] = {}
+        frames = render_frames(
+            pipe, req, self.settings.sampler, on_step, self.settings.compile_blocks, plan.update
+        )
         check_deadline()
         t1 = time.perf_counter()
         if frames.shape[0] != req.output_num_frames:
             raise InvalidInput(
                 f"num_frames: produced {frames.shape[0]} frames, expected {req.output_num_frames}"
             )
-        timings = job.timings.model_copy(update={"model_s": round(t1 - t0, 3)})
+        timings = job.timings.model_copy(update={"model_s": round(t1 - t0, 3), "memory_plan": plan or None})
         meta = sidecar(job, req, self.holder.revision, self.settings.sampler, timings)
         result, encode_s, upload_s = publish(
             self.storage,

@@ -41,7 +41,7 @@ def worker_life(name: str) -> WorkerLife:
         if _life is None:
             device = settings.worker_device or ("cuda" if torch.cuda.is_available() else "cpu")
             store = JobStore.from_url(settings.redis_url, settings.job_ttl_s, settings.max_attempts)
-            holder = PipelineHolder(device, settings.hf_home)
+            holder = PipelineHolder(device, settings.hf_home, settings.compile_blocks)
             storage = make_storage(settings)
             runner = JobRunner(settings, store, storage, holder, name)
             _life = WorkerLife(name, settings, store, runner, holder)
