@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo dev test test-unit fuzz bench-api lint fmt typecheck check deploy-check docker-pins bench bench-catalog-cpu gpu-check gpu-check-cpu clean
+.PHONY: install demo dev test test-unit faults fuzz bench-api lint fmt typecheck check deploy-check docker-pins bench bench-catalog-cpu gpu-check gpu-check-cpu clean
 
 $(STAMP): pyproject.toml
 	@command -v redis-server >/dev/null || { \
@@ -30,6 +30,10 @@ test: $(STAMP)
 
 test-unit: $(STAMP)
 	$(BIN)/pytest -m "not integration"
+
+# The fault suite of `make test` at five times the jobs and faults; its table goes to docs/faults.md.
+faults: $(STAMP)
+	FAULT_SCALE=5 FAULT_REPORT=faults-table.md $(BIN)/pytest tests/faults -p no:cacheprovider
 
 # The schemathesis run of `make test`, with ten times the cases per operation.
 fuzz: $(STAMP)

@@ -144,6 +144,9 @@ class Settings(BaseSettings):
     s3_secret_access_key: str | None = None
     s3_bucket: str = "reelforge"
     s3_multipart_threshold_bytes: int = 8 * 1024 * 1024
+    s3_timeout_s: float = Field(30.0, gt=0)
+    """Socket timeout of one S3 request (connecting: at most 5 s): a black-holed endpoint fails the
+    attempt this fast, and REELFORGE_STORAGE_RETRY_S decides how long to keep trying."""
 
     worker_gpu_type: str = "CPU"
     """The pool a worker serves: its GPU type and region select its queue."""

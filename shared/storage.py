@@ -58,8 +58,8 @@ class S3Storage:
                 config=Config(
                     signature_version="s3v4",
                     retries={"max_attempts": 3, "mode": "standard"},
-                    connect_timeout=5,
-                    read_timeout=30,
+                    connect_timeout=min(5.0, settings.s3_timeout_s),
+                    read_timeout=settings.s3_timeout_s,
                 ),
             )
 
