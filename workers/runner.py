@@ -20,7 +20,7 @@ from shared.fleet import Fleet, Sample, TaskOutcome
 from shared.frames import plan_windows
 from shared.jobs import JobRecord
 from shared.jobstore import JobStore
-from shared.schemas import InferenceRequest, JobError
+from shared.schemas import InferenceRequest, JobError, Timings
 from shared.settings import Settings
 from shared.states import JobPhase, JobStatus
 from shared.storage import Storage
@@ -150,15 +150,36 @@ class JobRunner:
         return TaskOutcome.RAN
 
     def _execute(self, job: JobRecord, req: InferenceRequest) -> None:
-        job_id = job.id
-        timeout_s = job.timeout_s or self.settings.execution_timeout_s
+        """Load, denoise, publish, then move the job to succeeded (only once its upload is confirmed)."""
         if self.holder.version != req.model_version:
-            self.store.phase(job_id, self.worker, JobPhase.LOADING)
+            self.store.phase(job.id, self.worker, JobPhase.LOADING)
         self.warm(req.model_version)
         pipe = self.holder.get(req.model_version)
         # The deadline and the request time start once the model is loaded: a cold start is
         # measured apart (cold_start_s) and does not eat into the job's execution time.
         started = time.perf_counter()
+        frames, timings = self._denoise(job, req, pipe, started)
+        meta = sidecar(job, req, self.holder.revision, self.settings.sampler, timings)
+        result, encode_s, upload_s = publish(
+            self.storage,
+            job,
+            req,
+            frames,
+            meta,
+            lambda phase: self.store.phase(job.id, self.worker, phase),
+            self.settings.storage_retry_s,
+        )
+        timings = timings.model_copy(update={"encode_s": round(encode_s, 3), "upload_s": round(upload_s, 3)})
+        request_ms = (time.perf_counter() - started) * 1000
+        self.store.finish(job.id, self.worker, JobStatus.SUCCEEDED, result=result, timings=timings)
+        model_ms = (timings.model_s or 0) * 1000
+        self._sample(job.id, req.model_version, "succeeded", None, model_ms=model_ms, request_ms=request_ms)
+
+    def _denoise(
+        self, job: JobRecord, req: InferenceRequest, pipe: SkyReelsV2DiffusionForcingPipeline, started: float
+    ) -> tuple[np.ndarray, Timings]:
+        """The frames, with progress and the deadline checked at every iteration; the timings so far."""
+        timeout_s = job.timeout_s or self.settings.execution_timeout_s
 
         def check_deadline() -> None:
             if time.perf_counter() - started > timeout_s:
@@ -175,43 +196,21 @@ class JobRunner:
             done += 1
             check_deadline()
             # Raises InvalidTransition once the job was canceled: generation stops at this iteration.
-            self.store.progress(job_id, self.worker, done, total)
+            self.store.progress(job.id, self.worker, done, total)
             if done == total:  # the sampler decodes the latents next
-                self.store.phase(job_id, self.worker, JobPhase.DECODING)
+                self.store.phase(job.id, self.worker, JobPhase.DECODING)
 
         plan: dict[str, Any] = {}
         frames = render_frames(
             pipe, req, self.settings.sampler, on_step, self.settings.compile_blocks, plan.update
         )
         check_deadline()
-        t1 = time.perf_counter()
         if frames.shape[0] != req.output_num_frames:
             raise InvalidInput(
                 f"num_frames: produced {frames.shape[0]} frames, expected {req.output_num_frames}"
             )
-        timings = job.timings.model_copy(update={"model_s": round(t1 - t0, 3), "memory_plan": plan or None})
-        meta = sidecar(job, req, self.holder.revision, self.settings.sampler, timings)
-        result, encode_s, upload_s = publish(
-            self.storage,
-            job,
-            req,
-            frames,
-            meta,
-            lambda phase: self.store.phase(job_id, self.worker, phase),
-            self.settings.storage_retry_s,
-        )
-        timings = timings.model_copy(update={"encode_s": round(encode_s, 3), "upload_s": round(upload_s, 3)})
-        t3 = time.perf_counter()
-        # Succeeded only now, after the upload is confirmed.
-        self.store.finish(job_id, self.worker, JobStatus.SUCCEEDED, result=result, timings=timings)
-        self._sample(
-            job_id,
-            req.model_version,
-            "succeeded",
-            None,
-            model_ms=(t1 - t0) * 1000,
-            request_ms=(t3 - started) * 1000,
-        )
+        model_s = round(time.perf_counter() - t0, 3)
+        return frames, job.timings.model_copy(update={"model_s": model_s, "memory_plan": plan or None})
 
     def _fail(self, job: JobRecord, code: str, message: str) -> None:
         try:
