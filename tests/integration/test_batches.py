@@ -11,8 +11,11 @@ import httpx
 import pytest
 import redis
 
+from shared import keys
 from shared.batchstore import BatchStore
+from shared.errors import ErrorCode
 from shared.jobstore import JobStore
+from shared.schemas import JobError
 from shared.states import JobStatus
 from tests.integration.support import BUCKET, KEY_B, ROUTE, SMALL_REQUEST, Live, wait_for, wait_job
 
@@ -269,13 +272,17 @@ def test_cancel_a_batch_and_ownership(live: Live, api: httpx.Client) -> None:
     assert api.get("/v1/batches/nonexistent").status_code == 404
 
 
-def test_a_read_writes_the_manifest_the_listener_missed(live: Live, api: httpx.Client) -> None:
+def test_a_read_writes_the_manifest_the_relay_never_wrote(live: Live, api: httpx.Client) -> None:
     batch = api.post("/v1/batches", json=[IDLE, IDLE | {"seed": 1}]).json()
-    # Ended by a process without the batch listener (as if it died right after committing).
+    # The jobs' records say ended but their outbox entries are gone (say, a Redis failover lost the
+    # stream's tail): nothing will tell the relay, and a read of the batch must finish it.
     client = redis.Redis.from_url(live.stack.env["REELFORGE_REDIS_URL"], decode_responses=True)
     bare = JobStore(client, ttl_s=3600)
     for job_id in batch["job_ids"]:
-        bare.end(job_id, JobStatus.CANCELED, "canceled", "ended elsewhere")
+        ended = bare.require(job_id)
+        ended.move(JobStatus.CANCELED)
+        ended.error = JobError(code=ErrorCode.CANCELED, message="ended elsewhere")
+        client.set(keys.job(job_id), ended.model_dump_json(), keepttl=True)
     record = BatchStore.of(bare).get(batch["id"])
     assert record is not None and record.manifest_key is None
 
