@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pydantic import BaseModel, Field
 
 from shared.errors import ErrorCode
-from shared.schemas import Attempt, JobError, Progress, Timings, VideoResult
+from shared.schemas import Attempt, JobError, Preview, Progress, Timings, VideoResult
 from shared.states import JOB_MOVES, JobStatus, check_move
 
 
@@ -35,6 +35,7 @@ class JobRecord(BaseModel):
     attempts: int = 0
     attempt_history: list[Attempt] = Field(default_factory=list)
     progress: Progress | None = None
+    preview: Preview | None = None
     created_at: datetime = Field(default_factory=now)
     start_deadline_at: datetime | None = None
     """A job not started by then ends `expired`."""

@@ -17,7 +17,7 @@ from shared.errors import ErrorCode, InvalidTransition, NotFound
 from shared.fleet import Fleet
 from shared.jobs import JobRecord, now
 from shared.outbox import entries_for
-from shared.schemas import JobError, Progress
+from shared.schemas import JobError, Preview, Progress
 from shared.states import JobPhase, JobStatus
 
 log = logging.getLogger(__name__)
@@ -181,6 +181,7 @@ class JobStore:
             job.move(JobStatus.RUNNING)
             job.begin_attempt(worker)
             job.progress = Progress()
+            job.preview = None  # this attempt's preview starts again from its first frames
             job.started_at = now()
             job.timings.queue_wait_s = round((job.started_at - job.created_at).total_seconds(), 3)
 
@@ -194,6 +195,16 @@ class JobStore:
         fraction = round(step / total, 4) if total else 0.0
         progress = Progress(phase=JobPhase.DENOISING, step=step, total=total, fraction=fraction)
         return self.update(job_id, _running_on(worker, lambda job: setattr(job, "progress", progress)))
+
+    def preview(self, job_id: str, worker: str, storage_key: str, frames: int) -> JobRecord:
+        """A preview of the first `frames` frames is in storage; an older one (fewer frames, from a
+        slower upload) never replaces it."""
+
+        def show(job: JobRecord) -> None:
+            if job.preview is None or job.preview.frames < frames:
+                job.preview = Preview(storage_key=storage_key, frames=frames, updated_at=now())
+
+        return self.update(job_id, _running_on(worker, show))
 
     def phase(self, job_id: str, worker: str, phase: JobPhase) -> JobRecord:
         """The job entered `phase`; its iteration count stays as it was."""

@@ -59,7 +59,9 @@ def _event_id(job: JobRecord, event: WebhookEvent) -> str:
         return f"{job.id}:started:{job.attempts}"
     step = job.progress.step if job.progress else 0
     phase = job.progress.phase if job.progress else None
-    return f"{job.id}:progress:{job.attempts}:{step}:{phase}"
+    # A new preview is a change of its own at the same step.
+    preview = f":preview:{job.preview.frames}" if job.preview else ""
+    return f"{job.id}:progress:{job.attempts}:{step}:{phase}{preview}"
 
 
 def entries_for(job: JobRecord, before: JobStatus) -> list[OutboxEntry]:

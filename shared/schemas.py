@@ -269,11 +269,28 @@ class Progress(BaseModel):
     """Of the denoising iterations."""
 
 
+class Preview(BaseModel):
+    """The growing preview of a running job: the frames decoded so far, as an MP4 next to the result."""
+
+    storage_key: str
+    frames: int
+    updated_at: datetime
+
+
 class Timings(BaseModel):
     queue_wait_s: float | None = None
     model_s: float | None = None
+    """From the loaded model to the last frame decoded (the decode overlaps the denoising)."""
     encode_s: float | None = None
     upload_s: float | None = None
+    first_frames_s: float | None = None
+    """From the loaded model (where `model_s` starts) to the first decoded frames (the first causal
+    block final)."""
+    first_preview_s: float | None = None
+    """From the loaded model to the first preview uploaded and on the job record."""
+    video_s: float | None = None
+    """From the loaded model to the final video uploaded: `video_s - first_preview_s` is how much
+    earlier a preview was there to watch."""
     memory_plan: dict[str, Any] | None = None
     """The fast sampler's key/value cache decision for this job (`all`, `partial` or `recompute`: all
     exact) and the estimates it was made from."""
@@ -384,6 +401,11 @@ class JobView(BaseModel):
     timings: Timings = Field(default_factory=Timings)
     result: VideoResult | None = None
     error: JobError | None = None
+    preview_url: str | None = None
+    """While (and after) the job runs, a link to the MP4 of the frames decoded so far
+    (`videos/<id>.preview.mp4`), updated every few seconds; the final video is `result.video_url`."""
+    preview_frames: int = 0
+    """Frames in that preview."""
     links: JobLinks
     request: dict[str, object]
     webhooks: list[WebhookDelivery] = Field(default_factory=list)

@@ -167,6 +167,11 @@ class Settings(BaseSettings):
     compile_blocks: bool = False
     """With the fast sampler on CUDA, `torch.compile` the per-layer code (regional compilation).
     Off by default: its gain has not been measured on a GPU yet (docs/perf.md)."""
+    preview_interval_s: float | None = Field(5.0, ge=0)
+    """With the fast sampler, the running job's frames decoded so far are re-encoded and uploaded as
+    `videos/<id>.preview.mp4` at most this often (the first as soon as the first block is final), in a
+    background thread; unset (empty) turns the preview off. Each upload re-encodes the whole preview, so
+    a short interval costs CPU time on long videos."""
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -37,6 +37,11 @@ def video_key(job_id: str) -> str:
     return f"videos/{job_id}.mp4"
 
 
+def preview_key(job_id: str) -> str:
+    """The growing preview of a running job: rewritten in place as frames are decoded."""
+    return f"videos/{job_id}.preview.mp4"
+
+
 class S3Storage:
     def __init__(self, settings: Settings) -> None:
         import boto3

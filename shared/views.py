@@ -13,7 +13,7 @@ from shared.catalog import MODEL_SLUG
 from shared.jobs import JobRecord, now
 from shared.schemas import JobLinks, JobView, VideoResult, WebhookDelivery
 from shared.settings import Settings
-from shared.storage import Storage
+from shared.storage import Storage, preview_key
 
 
 def signed_result(job: JobRecord, settings: Settings, storage: Storage) -> VideoResult | None:
@@ -34,6 +34,15 @@ def signed_result(job: JobRecord, settings: Settings, storage: Storage) -> Video
             "retained_until": retained_until,
         }
     )
+
+
+def signed_preview(job: JobRecord, settings: Settings, storage: Storage) -> str | None:
+    """A link to the job's preview signed now; none before there is one or past retention."""
+    if job.preview is None:
+        return None
+    if job.finished_at is not None and now() >= job.finished_at + timedelta(days=settings.retention_days):
+        return None
+    return storage.url(job.preview.storage_key)[0]
 
 
 def render_job(
@@ -66,6 +75,8 @@ def render_job(
         timings=job.timings,
         result=result,
         error=job.error,
+        preview_url=signed_preview(job, settings, storage),
+        preview_frames=job.preview.frames if job.preview else 0,
         links=JobLinks(self=f"{base}/v1/jobs/{job.id}", video=result.video_url if result else None),
         request=job.request,
         batch_id=job.batch_id,
@@ -76,6 +87,8 @@ def render_job(
 def resign_links(view: dict[str, Any], storage: Storage) -> dict[str, Any]:
     """A rendered job (as JSON) with its result links signed again now: webhook retries can come
     hours after the event, and the links they carry must still work."""
+    if view.get("preview_url"):
+        view = view | {"preview_url": storage.url(preview_key(view["id"]))[0]}
     result = view.get("result")
     if not result or not result.get("video_url"):
         return view

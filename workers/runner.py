@@ -25,6 +25,7 @@ from shared.settings import Settings
 from shared.states import JobPhase, JobStatus
 from shared.storage import Storage
 from workers.pipeline import PipelineHolder
+from workers.preview import PreviewPublisher
 from workers.results import publish, sidecar
 
 log = logging.getLogger(__name__)
@@ -43,20 +44,12 @@ def count_iterations(pipe: SkyReelsV2DiffusionForcingPipeline, req: InferenceReq
     return total
 
 
-def render_frames(
-    pipe: SkyReelsV2DiffusionForcingPipeline,
-    req: InferenceRequest,
-    sampler: str,
-    on_step: Callable[[], None],
-    compile_blocks: bool = False,
-    on_plan: Callable[[dict[str, Any]], None] = lambda _: None,
-) -> np.ndarray:
-    """(T, H, W, 3) float frames in [0, 1]. Seeds both the generator and the global RNG (which the
-    pipeline draws `addnoise_condition` noise from), so a request's video does not depend on history.
-    With the fast sampler, `on_plan` is told its key/value cache decision before it starts."""
-    torch.manual_seed(req.seed)
+def pipeline_kwargs(
+    pipe: SkyReelsV2DiffusionForcingPipeline, req: InferenceRequest, on_step: Callable[[], None]
+) -> dict[str, Any]:
+    """The pipeline's keyword arguments for `req`, with a fresh seeded generator."""
     device = pipe._execution_device
-    kwargs: dict[str, Any] = {
+    return {
         "prompt": req.prompt,
         "negative_prompt": req.negative_prompt,
         "height": req.height,
@@ -74,6 +67,23 @@ def render_frames(
         "fps": req.fps,
         "callback_on_step_end": lambda _pipe, _i, _t, _kw: _step(on_step),
     }
+
+
+def render_frames(
+    pipe: SkyReelsV2DiffusionForcingPipeline,
+    req: InferenceRequest,
+    sampler: str,
+    on_step: Callable[[], None],
+    compile_blocks: bool = False,
+    on_plan: Callable[[dict[str, Any]], None] = lambda _: None,
+    on_frames: Callable[[np.ndarray], None] | None = None,
+) -> np.ndarray:
+    """(T, H, W, 3) float frames in [0, 1]. Seeds both the generator and the global RNG (which the
+    pipeline draws `addnoise_condition` noise from), so a request's video does not depend on history.
+    With the fast sampler, `on_plan` is told its key/value cache decision before it starts, and
+    `on_frames` each run of frames as soon as it is decoded (they make the returned frames, in order)."""
+    torch.manual_seed(req.seed)
+    kwargs = pipeline_kwargs(pipe, req, on_step)
     out: Any
     if sampler == "fast":
         import workers.sampler as fast_sampler
@@ -81,7 +91,10 @@ def render_frames(
 
         plan = plan_for_call(pipe, **kwargs)
         on_plan(plan.record())
-        out = fast_sampler.generate(pipe, **kwargs, compile_blocks=compile_blocks, memory_plan=plan)
+        told = None if on_frames is None else _first_video(on_frames)
+        out = fast_sampler.generate(
+            pipe, **kwargs, compile_blocks=compile_blocks, memory_plan=plan, on_frames=told
+        )
     else:
         out = pipe(**kwargs)
     return np.asarray(out.frames[0])
@@ -90,6 +103,11 @@ def render_frames(
 def _step(on_step: Callable[[], None]) -> dict[str, Any]:
     on_step()
     return {}
+
+
+def _first_video(on_frames: Callable[[np.ndarray], None]) -> Callable[[Any], None]:
+    """The sampler's `FinalFrames` of a one-video request, as its (T, H, W, 3) frames."""
+    return lambda final: on_frames(np.asarray(final.frames[0]))
 
 
 class JobRunner:
@@ -159,6 +177,7 @@ class JobRunner:
         # measured apart (cold_start_s) and does not eat into the job's execution time.
         started = time.perf_counter()
         frames, timings = self._denoise(job, req, pipe, started)
+        # The sidecar's timings end here: its upload cannot wait for its own upload time.
         meta = sidecar(job, req, self.holder.revision, self.settings.sampler, timings)
         result, encode_s, upload_s = publish(
             self.storage,
@@ -169,8 +188,14 @@ class JobRunner:
             lambda phase: self.store.phase(job.id, self.worker, phase),
             self.settings.storage_retry_s,
         )
-        timings = timings.model_copy(update={"encode_s": round(encode_s, 3), "upload_s": round(upload_s, 3)})
         request_ms = (time.perf_counter() - started) * 1000
+        timings = timings.model_copy(
+            update={
+                "encode_s": round(encode_s, 3),
+                "upload_s": round(upload_s, 3),
+                "video_s": round(request_ms / 1000, 3),
+            }
+        )
         self.store.finish(job.id, self.worker, JobStatus.SUCCEEDED, result=result, timings=timings)
         model_ms = (timings.model_s or 0) * 1000
         self._sample(job.id, req.model_version, "succeeded", None, model_ms=model_ms, request_ms=request_ms)
@@ -201,16 +226,37 @@ class JobRunner:
                 self.store.phase(job.id, self.worker, JobPhase.DECODING)
 
         plan: dict[str, Any] = {}
-        frames = render_frames(
-            pipe, req, self.settings.sampler, on_step, self.settings.compile_blocks, plan.update
-        )
+        preview = self._preview(job, req, started)
+        try:
+            frames = render_frames(
+                pipe, req, self.settings.sampler, on_step, self.settings.compile_blocks, plan.update,
+                None if preview is None else preview.add,
+            )  # fmt: skip
+        finally:
+            if preview is not None:
+                preview.close()
         check_deadline()
         if frames.shape[0] != req.output_num_frames:
             raise InvalidInput(
                 f"num_frames: produced {frames.shape[0]} frames, expected {req.output_num_frames}"
             )
         model_s = round(time.perf_counter() - t0, 3)
-        return frames, job.timings.model_copy(update={"model_s": model_s, "memory_plan": plan or None})
+        update: dict[str, Any] = {"model_s": model_s, "memory_plan": plan or None}
+        if preview is not None:
+            for name in ("first_frames_s", "first_preview_s"):
+                value = getattr(preview, name)
+                update[name] = None if value is None else round(value, 3)
+        return frames, job.timings.model_copy(update=update)
+
+    def _preview(self, job: JobRecord, req: InferenceRequest, started: float) -> PreviewPublisher | None:
+        """The job's growing preview, where the settings ask for one and the sampler decodes as it goes."""
+        if self.settings.preview_interval_s is None or self.settings.sampler != "fast":
+            return None
+        return PreviewPublisher(
+            self.storage, job.id, req.fps, self.settings.preview_interval_s,
+            lambda key, frames: self.store.preview(job.id, self.worker, key, frames),
+            started,  # its times count from the loaded model, as the job's other timings do
+        )  # fmt: skip
 
     def _fail(self, job: JobRecord, code: str, message: str) -> None:
         try:

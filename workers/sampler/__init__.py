@@ -9,7 +9,11 @@ the speed comes only from not computing what cannot change the result:
   earlier blocks' keys/values from a per-layer cache (`denoiser`), and attention runs per query block
   over its allowed key prefix instead of under a dense mask (`attention`);
 * frames that share their whole schedule share one UniPC scheduler, stepped on all of them at once
-  (`schedulers`).
+  (`schedulers`);
+* the VAE decodes latent frames as soon as the schedule has finished them (`incremental`), between the
+  iterations that denoise later blocks, keeping its causal cache from call to call: the video is ready
+  when the last block is, with no decode of the whole video after the loop, and a caller can show the
+  frames as they come (`on_frames`).
 
 Before a job the memory policy (`memory`) decides how many blocks' keys/values fit on the device:
 all, some, or none (recomputed, still exact).
@@ -19,8 +23,19 @@ points, with the same shapes and order, as in the pipeline (`loop`), so both giv
 """
 
 from workers.sampler.decode import decode_latents
+from workers.sampler.incremental import FinalFrames, IncrementalDecoder
 from workers.sampler.loop import generate
 from workers.sampler.memory import CachePolicy, MemoryPlan, plan_for_call
 from workers.sampler.warmup import WarmUp, warm_up
 
-__all__ = ["CachePolicy", "MemoryPlan", "WarmUp", "decode_latents", "generate", "plan_for_call", "warm_up"]
+__all__ = [
+    "CachePolicy",
+    "FinalFrames",
+    "IncrementalDecoder",
+    "MemoryPlan",
+    "WarmUp",
+    "decode_latents",
+    "generate",
+    "plan_for_call",
+    "warm_up",
+]

@@ -3,12 +3,13 @@
 Request checks and text encoding as the pipeline does them → the windows of `shared.frames`
 → per window: latents, timestep matrix, scheduler groups → per iteration: model input (with
 `addnoise_condition` re-noise), guided model output for the frames that need it, scheduler steps,
-callback → VAE decode.
+callback → progressive VAE decode of the frames that became final (`incremental`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -21,6 +22,7 @@ from shared.frames import Window, pipeline_windows, round_num_frames
 from workers.sampler.attention import EAGER, LayerFns, compiled_layer_fns
 from workers.sampler.decode import decode_latents
 from workers.sampler.denoiser import Denoiser
+from workers.sampler.incremental import FinalFrames, IncrementalDecoder, pixel_frames
 from workers.sampler.memory import MemoryPlan, plan_for_call
 from workers.sampler.schedulers import Group, scheduler_groups
 
@@ -46,10 +48,23 @@ class _Job:
     tensor_inputs: list[str]
     cond_embeds: Tensor
     uncond_embeds: Tensor | None
+    progressive: _Progressive | None = None
 
     @property
     def is_long(self) -> bool:
         return len(self.windows) > 1
+
+
+@dataclass
+class _Progressive:
+    """The decode of frames as they become final, and who is told of them."""
+
+    decoder: IncrementalDecoder
+    on_frames: Callable[[FinalFrames], None] | None
+    iterations: int = 0
+    """Iterations run so far, over all windows."""
+    pending: list[int] = field(default_factory=list)
+    """Per window-local frame, the iteration after which it is final (its last scheduler update)."""
 
 
 @dataclass
@@ -91,11 +106,19 @@ def generate(
     fps: int = 24,
     compile_blocks: bool = False,
     memory_plan: MemoryPlan | None = None,
+    progressive_decode: bool = True,
+    on_frames: Callable[[FinalFrames], None] | None = None,
 ) -> SkyReelsV2PipelineOutput | tuple[Any]:
     """Same arguments and result as the pipeline's `__call__` (without `latents`/`attention_kwargs`).
     `compile_blocks` compiles the per-layer code with `torch.compile`, on CUDA only. `memory_plan` says
     how many blocks' keys/values to cache (`workers.sampler.memory`); by default it is decided here from
-    the free device memory, as `plan_for_call` with the same arguments decides it."""
+    the free device memory, as `plan_for_call` with the same arguments decides it.
+
+    With `progressive_decode` (and an `output_type` other than `latent`), latent frames are decoded as
+    soon as the schedule has finished them, between the iterations that denoise later blocks, and
+    `on_frames` is told each time (`FinalFrames`); the result is the concatenation, equal to a decode of
+    the final latents. Should a callback change frames already decoded, the video is decoded again from
+    the final latents (what `on_frames` was told then differs from the result)."""
     tensor_inputs = list(callback_on_step_end_tensor_inputs or ["latents"])
     if isinstance(callback_on_step_end, PipelineCallback | MultiPipelineCallbacks):
         tensor_inputs = callback_on_step_end.tensor_inputs
@@ -147,10 +170,16 @@ def generate(
         cond_embeds=cond_embeds,
         uncond_embeds=uncond_embeds,
     )
+    if progressive_decode and output_type != "latent" and IncrementalDecoder.supported(pipe, height, width):
+        job.progressive = _Progressive(IncrementalDecoder(pipe, output_type), on_frames)
+    progressive = job.progressive
     latents = _denoise_video(job)
-    del job, denoiser  # the K/V cache goes before the VAE decode needs its memory
+    del job, denoiser  # the K/V cache goes before a full VAE decode needs its memory
     pipe._current_timestep = None
-    video = decode_latents(pipe, latents, output_type)
+    if progressive is not None and progressive.decoder.matches(latents):
+        video = progressive.decoder.video()
+    else:
+        video = decode_latents(pipe, latents, output_type)
     pipe.maybe_free_model_hooks()
     if not return_dict:
         return (video,)
@@ -240,11 +269,47 @@ def _denoise_window(job: _Job, index: int, window: Window, accumulated: Tensor |
     pipe._num_timesteps = len(schedule.matrix)
     max_interval = max(e - s for s, e in schedule.intervals)
     denoiser.start_window(window_frames, max_interval, latents.shape[3], latents.shape[4])
+    kept = window.overlap_frames if job.is_long else 0  # leading frames the video already holds
+    start = 0 if accumulated is None else accumulated.shape[2]
+    if job.progressive is not None:
+        job.progressive.pending = _final_after(schedule.update, kept)
     for i in range(len(schedule.matrix)):
         if pipe.interrupt:
             continue
         latents = _iteration(job, schedule, latents, i, prefix_frames)
+        _decode_final(job, latents, start, kept, i)
+    # What is left when the window ends (after an interrupt) is final too: it is kept as it is.
+    _decode_final(job, latents, start, kept, None)
     return latents
+
+
+def _final_after(update: Tensor, kept: int) -> list[int]:
+    """For each window frame from `kept` on, the iteration after which the schedule no longer updates it
+    (-1 if never)."""
+    rows = update.to(torch.bool).cpu()
+    steps = torch.arange(rows.shape[0]).unsqueeze(1).expand_as(rows)
+    return [int(v) for v in torch.where(rows, steps, -1).amax(dim=0)[kept:]]
+
+
+def _decode_final(job: _Job, latents: Tensor, start: int, kept: int, i: int | None) -> None:
+    """Decode the next window frames that are final after iteration `i` (all that are left when None)
+    and tell `on_frames`. Window frame `kept + j` is frame `start + j` of the video."""
+    prog = job.progressive
+    if prog is None:
+        return
+    if i is not None:
+        prog.iterations += 1
+    first = prog.decoder.fed - start
+    stop = first
+    while stop < len(prog.pending) and (i is None or prog.pending[stop] <= i):
+        stop += 1
+    if stop == first:
+        return
+    frames = prog.decoder.feed(latents[:, :, kept + first : kept + stop])
+    if prog.on_frames is not None:
+        prog.on_frames(
+            FinalFrames(start + first, start + stop, frames, pixel_frames(start + first), prog.iterations)
+        )
 
 
 def _window_schedule(job: _Job, window: Window) -> _Schedule:

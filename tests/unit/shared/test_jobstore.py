@@ -124,3 +124,19 @@ def test_sweeper_ends_overdue_jobs_of_live_workers_and_leaves_dead_ones(store: J
     assert ended == {"hung": "timeout", "orphan": "worker_lost"}
     assert store.require("dead").status == JobStatus.RUNNING
     assert store.reap_overdue(grace_s=10) == []
+
+
+def test_preview_only_on_the_running_job_of_its_worker_and_never_shrinks(store: JobStore) -> None:
+    new_job(store, "j1")
+    with pytest.raises(InvalidTransition):
+        store.preview("j1", "w1", "videos/j1.preview.mp4", 17)  # queued: not running yet
+    store.start("j1", "w1")
+    store.progress("j1", "w1", 3, 8)
+    assert store.preview("j1", "w1", "videos/j1.preview.mp4", 37).preview.frames == 37  # type: ignore[union-attr]
+    assert store.preview("j1", "w1", "videos/j1.preview.mp4", 17).preview.frames == 37  # type: ignore[union-attr]
+    with pytest.raises(InvalidTransition):
+        store.preview("j1", "w2", "videos/j1.preview.mp4", 57)
+    store.finish("j1", "w1", JobStatus.SUCCEEDED)
+    with pytest.raises(InvalidTransition):
+        store.preview("j1", "w1", "videos/j1.preview.mp4", 57)
+    assert store.require("j1").preview.frames == 37  # type: ignore[union-attr]
