@@ -78,7 +78,8 @@ class _Schedule:
     groups: list[Group]
 
 
-# Over 60 lines only through the 26 arguments it mirrors from the pipeline's `__call__`.
+# Over 60 lines: the 29 arguments it mirrors from the pipeline's `__call__` and the one `_Job` built from
+# them; each step of the work is a function of its own below.
 @torch.no_grad()
 def generate(
     pipe: SkyReelsV2DiffusionForcingPipeline,
