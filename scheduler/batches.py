@@ -85,7 +85,7 @@ class BatchView(BaseModel):
 
 
 def _problem(
-    rule: str, *, line: int | None = None, field: str | None = None, code: str = "invalid_input"
+    rule: str, *, line: int | None = None, field: str | None = None, code: ErrorCode = ErrorCode.INVALID_INPUT
 ) -> dict:
     where = f"line {line}: " if line is not None else ""
     message = f"{where}{field}: {rule}" if field else f"{where}{rule}"

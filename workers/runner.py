@@ -258,7 +258,7 @@ class JobRunner:
             started,  # its times count from the loaded model, as the job's other timings do
         )  # fmt: skip
 
-    def _fail(self, job: JobRecord, code: str, message: str) -> None:
+    def _fail(self, job: JobRecord, code: ErrorCode, message: str) -> None:
         try:
             self.store.finish(
                 job.id, self.worker, JobStatus.FAILED, error=JobError(code=code, message=message)
@@ -268,7 +268,7 @@ class JobRunner:
             return
         self._sample(job.id, str(job.request.get("model_version")), "failed", code)
 
-    def _sample(self, job_id: str, version: str, status: str, code: str | None, **ms: float) -> None:
+    def _sample(self, job_id: str, version: str, status: str, code: ErrorCode | None, **ms: float) -> None:
         # Peak GPU memory only where this job ran on the GPU (reset at its start); none otherwise.
         ran = bool(ms) or code not in (None, ErrorCode.WORKER_LOST)
         peak = int(torch.cuda.max_memory_allocated()) if torch.cuda.is_available() and ran else None
