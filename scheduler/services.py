@@ -8,11 +8,14 @@ from dataclasses import dataclass
 import redis
 from celery import Celery
 
+from scheduler.events import JobFeed
 from scheduler.idempotency import IdempotencyStore
+from scheduler.metrics import Metrics
 from shared.batchstore import BatchTracker
 from shared.broker import make_celery
 from shared.jobs import JobRecord
 from shared.jobstore import JobStore
+from shared.metrics import make_recorder
 from shared.schemas import JobView
 from shared.settings import Settings
 from shared.storage import Storage, make_storage
@@ -33,6 +36,9 @@ class Services:
     idempotency: IdempotencyStore
     batches: BatchTracker
     secrets: SecretStore
+    feed: JobFeed
+    """Jobs' event streams, read on the event loop (SSE, `Prefer: wait`)."""
+    metrics: Metrics
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -41,6 +47,7 @@ class Services:
         storage = make_storage(settings)
         # Cancel and expiry happen here: their webhooks are enqueued and batch manifests written from here.
         store.listeners.append(make_emitter(celery, settings, client=store.r, storage=storage))
+        store.listeners.append(make_recorder(store.r))
         return cls(
             settings=settings,
             store=store,
@@ -49,6 +56,8 @@ class Services:
             idempotency=IdempotencyStore(store.r, settings.idempotency_ttl_s),
             batches=BatchTracker.attach(store, storage),
             secrets=SecretStore(store.r, settings.webhook_secret_overlap_s),
+            feed=JobFeed.from_url(settings.redis_url),
+            metrics=Metrics(store.r, settings),
         )
 
     @property
