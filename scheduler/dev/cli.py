@@ -23,29 +23,12 @@ from tqdm import tqdm
 from scheduler.dev.client import ApiError, Client
 from scheduler.dev.stack import Stack, free_port
 from scheduler.dev.supervisor import ManagedPool, Supervisor
+from shared.catalog import CPU_REQUEST
 from shared.settings import get_settings
 from shared.storage import S3Storage
 
-# The catalog's example request, CPU-sized for the tiny-random model version.
-DEMO_REQUEST: dict[str, Any] = {
-    "prompt": (
-        "A cat and a dog inspect a compact GPU server in a cozy lab, smooth film-like motion, natural light"
-    ),
-    "negative_prompt": "low quality, blurry, flicker, watermark, distorted anatomy",
-    "width": 128,
-    "height": 80,
-    "num_frames": 37,
-    "base_num_frames": 97,
-    "fps": 24,
-    "seed": 77,
-    "guidance_scale": 6,
-    "num_inference_steps": 20,
-    "ar_step": 5,
-    "causal_block_size": 5,
-    "addnoise_condition": 20,
-    "model": "skywork-skyreels-v2",
-    "model_version": "tiny-random",
-}
+DEMO_REQUEST: dict[str, Any] = dict(CPU_REQUEST)
+"""The catalog's example request, CPU-sized for the tiny-random model version."""
 
 
 def _client(args: argparse.Namespace) -> Client:
