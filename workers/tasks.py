@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 from celery import Task
+from celery.exceptions import Ignore
 from celery.signals import worker_ready, worker_shutdown
 
 from shared import keys
@@ -21,7 +22,9 @@ from shared.broker import GenerateMessage, WarmupMessage, make_celery
 from shared.errors import InvalidTransition
 from shared.fleet import TaskOutcome
 from shared.jobstore import JobStore
+from shared.metrics import make_recorder
 from shared.settings import get_settings
+from shared.states import JobStatus
 from shared.storage import make_storage
 from shared.webhooks.events import make_emitter
 from workers.lifecycle import Activity, WorkerLife, preload, watch
@@ -49,6 +52,7 @@ def worker_life(name: str) -> WorkerLife:
             BatchTracker.attach(store, storage)  # writes a batch's manifest when its last job ends here
             # Job events become webhook deliveries on their own queue; none is sent from here.
             store.listeners.append(make_emitter(celery_app, settings, client=store.r, storage=storage))
+            store.listeners.append(make_recorder(store.r))  # what GET /metrics reports
             _life = WorkerLife(name, settings, store, runner, holder)
         return _life
 
@@ -72,7 +76,8 @@ def run_job(self: Task, job_id: str) -> None:
     message = GenerateMessage(job_id=job_id)
     with Activity(worker_life(self.request.hostname)) as life:
         try:
-            life.saw(job_id, life.runner.run(message.job_id))
+            outcome = life.runner.run(message.job_id)
+            life.saw(job_id, outcome)
         except InvalidTransition as exc:
             # Another live worker holds this job (an early redelivery): look again once it may have died.
             life.saw(job_id, TaskOutcome.DEFERRED)
@@ -85,6 +90,16 @@ def run_job(self: Task, job_id: str) -> None:
             # worker may reclaim its own job. The API's sweeper ends it if this keeps failing.
             log.warning("job %s: job store unavailable (%s); retrying", job_id, exc)
             raise self.retry(countdown=settings.worker_heartbeat_s, exc=exc, max_retries=30) from exc
+    if outcome in (TaskOutcome.STOPPED, TaskOutcome.DROPPED) and _canceled(life.store, job_id):
+        # Flower would show a canceled job's task as SUCCESS: report it revoked, as a revoke from
+        # Flower itself would, and end it without the succeeded event (Ignore acknowledges it).
+        self.send_event("task-revoked", terminated=False, signum=None, expired=False)
+        raise Ignore()
+
+
+def _canceled(store: JobStore, job_id: str) -> bool:
+    job = store.get(job_id)
+    return job is not None and job.status == JobStatus.CANCELED
 
 
 @celery_app.task(name=keys.WARMUP_TASK, bind=True)
