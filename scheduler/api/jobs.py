@@ -99,7 +99,23 @@ def get_job(job_id: str, owner: Owner, services: ServicesDep) -> JobView:
 
 
 EVENT_STREAM: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}, "description": "The events"},
+    200: {
+        "content": {
+            "text/event-stream": {
+                "schema": {
+                    "type": "object",
+                    "description": "One event: `event` is status, progress or completed; `data` the JSON",
+                    "properties": {
+                        "id": {"type": "string"},
+                        "event": {"type": "string", "enum": [k.value for k in EventKind]},
+                        "data": {"type": "string"},
+                        "retry": {"type": "integer"},
+                    },
+                }
+            }
+        },
+        "description": "The events, until the job ends",
+    },
     204: {"description": "Resumed after the job's last event: nothing more will come"},
 }
 EVENTS_DOC = """The job's progress as Server-Sent Events (`text/event-stream`), until it ends.
