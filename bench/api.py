@@ -122,8 +122,10 @@ def _load(base: str, args: dict[str, Any], out: Any) -> None:
 
 def measure(n: int, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="rf-bench-api-") as tmp:
+        # Rate limits off: this measures what one process can take, not what one key is allowed.
         stack = Stack(Path(tmp), env={"REELFORGE_API_KEYS": KEY, "REELFORGE_POOLS": json.dumps(POOLS),
-                                      "REELFORGE_STORAGE_DIR": str(Path(tmp) / "storage")})  # fmt: skip
+                                      "REELFORGE_STORAGE_DIR": str(Path(tmp) / "storage"),
+                                      "REELFORGE_RATE_LIMIT_PER_S": "0"})  # fmt: skip
         try:
             url = stack.start_redis(free_port(), persist=False)
             store = JobStore.from_url(url, 30 * 24 * 3600)

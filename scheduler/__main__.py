@@ -26,4 +26,11 @@ class RedactSignatures(logging.Filter):
 if __name__ == "__main__":
     settings = get_settings()
     logging.getLogger("uvicorn.access").addFilter(RedactSignatures())
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info")
+    # Open event streams only end with their job: past 5 s a shutdown closes them (clients resume).
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level="info",
+        timeout_graceful_shutdown=5,
+    )

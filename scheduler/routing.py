@@ -18,7 +18,7 @@ import time
 from pydantic import BaseModel
 
 from shared.catalog import GPU_TYPES
-from shared.errors import InvalidInput, NoCapacity
+from shared.errors import NoCapacity
 from shared.fleet import Fleet, Heartbeat, Sample
 from shared.settings import PoolConfig
 from shared.states import PoolState, WorkerState
@@ -164,6 +164,38 @@ def _catalog_time(pool: PoolConfig) -> float:
     return gpu.catalog_model_time_s if gpu and gpu.catalog_model_time_s is not None else float("inf")
 
 
+POOLS_HINT = "add a pool serving it to REELFORGE_POOLS (the API's and the workers' setting)"
+
+
+def serving_targets(
+    pools: list[PoolConfig], model_version: str, gpu_type: str | None = None, region: str | None = None
+) -> list[PoolConfig]:
+    """The configured pools serving `model_version` on `gpu_type`/`region` (None: any), or NoCapacity:
+    the one answer every route gives for a target no pool serves, naming the field, what is served
+    and the setting that fixes it."""
+    if region is not None and region not in {p.region for p in pools}:
+        served = ", ".join(sorted({p.region for p in pools}))
+        raise NoCapacity(f"region: unknown region {region!r}; served: {served}; {POOLS_HINT}", field="region")
+    serving = [p for p in pools if model_version in p.model_versions]
+    if not serving:
+        versions = ", ".join(sorted({v for p in pools for v in p.model_versions}))
+        raise NoCapacity(
+            f"model_version: no configured pool serves {model_version!r}; served here: {versions}; "
+            f"{POOLS_HINT}",
+            field="model_version",
+        )
+    matching = targets(serving, model_version, gpu_type, region)
+    if not matching:
+        listed = ", ".join(f"{p.gpu_type}/{p.region}" for p in serving)
+        field = "gpu_type" if gpu_type is not None else "region"
+        raise NoCapacity(
+            f"{field}: no pool serves {model_version!r} on gpu_type={gpu_type or 'any'} "
+            f"region={region or 'any'}; targets serving it: {listed}; {POOLS_HINT}",
+            field=field,
+        )
+    return matching
+
+
 def choose_pool(
     pools: list[PoolConfig],
     model_version: str,
@@ -172,29 +204,7 @@ def choose_pool(
     warm_queues: set[str],
     measured_ms: dict[str, float] | None = None,
 ) -> PoolConfig:
-    if region is not None and region not in {p.region for p in pools}:
-        served = ", ".join(sorted({p.region for p in pools}))
-        raise InvalidInput(f"region: unknown region {region!r}; served: {served}", field="region")
-    serving = [p for p in pools if model_version in p.model_versions]
-    if not serving:
-        versions = ", ".join(sorted({v for p in pools for v in p.model_versions}))
-        raise NoCapacity(
-            f"model_version: no configured pool serves {model_version!r}; served here: {versions}",
-            field="model_version",
-        )
-    matching = [
-        p
-        for p in serving
-        if (gpu_type is None or p.gpu_type == gpu_type) and (region is None or p.region == region)
-    ]
-    if not matching:
-        targets = ", ".join(f"{p.gpu_type}/{p.region}" for p in serving)
-        field = "gpu_type" if gpu_type is not None else "region"
-        raise NoCapacity(
-            f"{field}: no pool serves {model_version!r} on gpu_type={gpu_type or 'any'} "
-            f"region={region or 'any'}; targets serving it: {targets}",
-            field=field,
-        )
+    matching = serving_targets(pools, model_version, gpu_type, region)
     measured = measured_ms or {}
     inf = float("inf")
     return min(

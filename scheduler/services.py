@@ -8,11 +8,14 @@ from dataclasses import dataclass
 import redis
 from celery import Celery
 
+from scheduler.events import JobFeed
 from scheduler.idempotency import IdempotencyStore
+from scheduler.metrics import Metrics
 from shared.batchstore import BatchTracker
 from shared.broker import make_celery
 from shared.jobs import JobRecord
 from shared.jobstore import JobStore
+from shared.metrics import make_recorder
 from shared.schemas import JobView
 from shared.settings import Settings
 from shared.storage import Storage, make_storage
@@ -32,12 +35,17 @@ class Services:
     idempotency: IdempotencyStore
     batches: BatchTracker
     secrets: SecretStore
+    feed: JobFeed
+    """Jobs' event streams, read on the event loop (SSE, `Prefer: wait`)."""
+    metrics: Metrics
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
         store = JobStore.from_url(settings.redis_url, settings.job_ttl_s, settings.max_attempts)
         celery = make_celery(settings)
         storage = make_storage(settings)
+        # Best effort, after each commit: what GET /metrics reports (events go through the outbox).
+        store.listeners.append(make_recorder(store.r))
         return cls(
             settings=settings,
             store=store,
@@ -46,6 +54,8 @@ class Services:
             idempotency=IdempotencyStore(store.r, settings.idempotency_ttl_s),
             batches=BatchTracker(store.r, settings.job_ttl_s, storage),
             secrets=SecretStore(store.r, settings.webhook_secret_overlap_s),
+            feed=JobFeed.from_url(settings.redis_url),
+            metrics=Metrics(store.r, settings),
         )
 
     @property

@@ -99,3 +99,33 @@ GPU_TYPES: dict[str, GpuType] = {
         GpuType("CPU", 0, 0.0, None),
     )
 }
+
+
+CATALOG_REQUEST: dict[str, object] = {
+    "prompt": (
+        "A cat and a dog inspect a compact GPU server in a cozy lab, smooth film-like motion, natural light"
+    ),
+    "negative_prompt": "low quality, blurry, flicker, watermark, distorted anatomy",
+    "width": 960,
+    "height": 544,
+    "num_frames": 97,
+    "base_num_frames": 97,
+    "fps": 24,
+    "seed": 77,
+    "guidance_scale": 6,
+    "num_inference_steps": 20,
+    "ar_step": 5,
+    "causal_block_size": 5,
+    "addnoise_condition": 20,
+    "model": MODEL_SLUG,
+    "model_version": DEFAULT_MODEL_VERSION,
+}
+"""The catalog page's example request, as its inference snippet sends it."""
+
+CPU_REQUEST: dict[str, object] = CATALOG_REQUEST | {
+    "width": 128,
+    "height": 80,
+    "num_frames": 37,
+    "model_version": "tiny-random",
+}
+"""The same request sized for a CPU worker on `tiny-random` (the demo's, the playground's default)."""

@@ -21,6 +21,7 @@ from shared.schemas import JobError, Preview, Progress
 from shared.states import JobPhase, JobStatus
 
 log = logging.getLogger(__name__)
+Listener = Callable[[JobRecord, JobStatus], None]
 EVENTS_KEPT = 500
 """Changes kept per job in its event stream (a resuming client further behind gets the current state)."""
 
@@ -31,6 +32,9 @@ class JobStore:
         self.ttl_s = ttl_s
         self.max_attempts = max_attempts
         self.fleet = Fleet(client)
+        self.listeners: list[Listener] = []
+        """Called after each committed change with (job, status before it), best effort: for what may
+        be missed (metrics). Anything a move must not lose is written with it, in the outbox."""
 
     @classmethod
     def from_url(cls, url: str, ttl_s: int, max_attempts: int = 3) -> JobStore:
@@ -100,7 +104,13 @@ class JobStore:
             result["job"] = job
 
         self.r.transaction(txn, key)
-        return result["job"]
+        job = result["job"]
+        for listener in self.listeners:
+            try:
+                listener(job, before["status"])
+            except Exception:
+                log.exception("job listener failed for %s", job.id)
+        return job
 
     def _write_move(self, p: Any, job: JobRecord, before: JobStatus) -> None:
         """Queue, on the transaction `p`, the record, its indexes, its event stream and what the move

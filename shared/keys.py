@@ -174,3 +174,13 @@ def webhook_attempt_lock(delivery_id: str) -> str:
 
 WEBHOOK_CONSUMERS = f"{PREFIX}:webhooks:consumers"
 """Sorted set of delivery workers whose retry poller runs, by the time that claim lapses."""
+
+
+# Metrics (shared.metrics): what workers and the delivery worker count, for the API's `/metrics`.
+
+METRICS_JOBS_ENDED = f"{PREFIX}:metrics:jobs-ended"
+"""Hash: jobs that reached a terminal state, one field per `<status>|<queue>|<model version>`."""
+METRICS_DURATIONS = f"{PREFIX}:metrics:durations"
+"""Hash: job duration histograms, fields `<phase>|<queue>|<model version>|<bucket bound, sum or count>`."""
+METRICS_WEBHOOKS = f"{PREFIX}:metrics:webhooks"
+"""Hash: webhook delivery attempts, one field per outcome."""

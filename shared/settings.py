@@ -72,6 +72,16 @@ class Settings(BaseSettings):
     sweep_interval_s: float = 5.0
     """How often the API expires queued jobs past their start deadline."""
 
+    max_wait_s: float = Field(60.0, ge=0)
+    """Longest a submission with `Prefer: wait` (or `wait=N`) is held before it answers 202 with the job
+    still queued or running; the wait holds no server thread (it blocks on the job's event stream)."""
+    events_heartbeat_s: float = Field(15.0, gt=0)
+    """`GET /v1/jobs/{id}/events` sends an SSE comment after this long without an event, so proxies
+    and load balancers do not close an idle stream."""
+    metrics_auth: Literal["api_key", "none"] = "api_key"
+    """`GET /metrics`: `api_key` asks for a bearer API key like every route; `none` leaves it open for a
+    scraper inside the cluster (keep it off the public ingress then)."""
+
     idempotency_ttl_s: int = 24 * 3600
     """How long an `Idempotency-Key` is remembered (per API key)."""
 

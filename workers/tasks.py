@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 from celery import Task
+from celery.exceptions import Ignore
 from celery.signals import worker_ready, worker_shutdown
 
 from shared import keys
@@ -20,7 +21,9 @@ from shared.broker import GenerateMessage, WarmupMessage, make_celery
 from shared.errors import InvalidTransition
 from shared.fleet import TaskOutcome
 from shared.jobstore import JobStore
+from shared.metrics import make_recorder
 from shared.settings import get_settings
+from shared.states import JobStatus
 from shared.storage import make_storage
 from workers.lifecycle import Activity, WorkerLife, preload, watch
 from workers.pipeline import PipelineHolder
@@ -44,6 +47,7 @@ def worker_life(name: str) -> WorkerLife:
             holder = PipelineHolder(device, settings.hf_home, settings.compile_blocks)
             storage = make_storage(settings)
             runner = JobRunner(settings, store, storage, holder, name)
+            store.listeners.append(make_recorder(store.r))  # what GET /metrics reports (best effort)
             _life = WorkerLife(name, settings, store, runner, holder)
         return _life
 
@@ -67,7 +71,8 @@ def run_job(self: Task, job_id: str) -> None:
     message = GenerateMessage(job_id=job_id)
     with Activity(worker_life(self.request.hostname)) as life:
         try:
-            life.saw(job_id, life.runner.run(message.job_id))
+            outcome = life.runner.run(message.job_id)
+            life.saw(job_id, outcome)
         except InvalidTransition as exc:
             # Another live worker holds this job (an early redelivery): look again once it may have died.
             life.saw(job_id, TaskOutcome.DEFERRED)
@@ -80,6 +85,16 @@ def run_job(self: Task, job_id: str) -> None:
             # worker may reclaim its own job. The API's sweeper ends it if this keeps failing.
             log.warning("job %s: job store unavailable (%s); retrying", job_id, exc)
             raise self.retry(countdown=settings.worker_heartbeat_s, exc=exc, max_retries=30) from exc
+    if outcome in (TaskOutcome.STOPPED, TaskOutcome.DROPPED) and _canceled(life.store, job_id):
+        # Flower would show a canceled job's task as SUCCESS: report it revoked, as a revoke from
+        # Flower itself would, and end it without the succeeded event (Ignore acknowledges it).
+        self.send_event("task-revoked", terminated=False, signum=None, expired=False)
+        raise Ignore()
+
+
+def _canceled(store: JobStore, job_id: str) -> bool:
+    job = store.get(job_id)
+    return job is not None and job.status == JobStatus.CANCELED
 
 
 @celery_app.task(name=keys.WARMUP_TASK, bind=True)

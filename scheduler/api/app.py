@@ -16,8 +16,9 @@ from fastapi.responses import JSONResponse
 from kombu.exceptions import OperationalError
 from starlette.exceptions import HTTPException
 
-from scheduler.api import batches, files, health, jobs, models, webhooks
+from scheduler.api import batches, docs, files, health, jobs, metrics, models, playground, webhooks
 from scheduler.api.limits import BodyLimit
+from scheduler.metrics import RequestTimer
 from scheduler.services import Services
 from scheduler.sweeper import running_sweeper
 from shared.errors import ErrorCode, ReelForgeError, Unavailable, error_body
@@ -34,10 +35,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         with running_sweeper(services):
             yield
+        await services.feed.close()
 
-    api = FastAPI(title="ReelForge", version="0.1.0", lifespan=lifespan)
+    # /docs and /redoc come from `scheduler.api.docs`, with their assets served from our package.
+    api = FastAPI(
+        title="ReelForge",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     api.state.services = services
-    for module in (health, jobs, batches, models, webhooks, files):
+    for module in (health, jobs, batches, models, webhooks, files, metrics, playground, docs):
         api.include_router(module.router)
     settings = services.settings
     api.add_middleware(
@@ -49,7 +59,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.add_exception_handler(HTTPException, _on_http)  # type: ignore[arg-type]
     for outage in (redis.ConnectionError, redis.TimeoutError, OperationalError):
         api.add_exception_handler(outage, _on_outage)
+    api.add_middleware(RequestTimer, metrics=services.metrics)
     return api
+
+
+DESCRIPTION = """Text-to-video with SkyReels-V2 Diffusion-Forcing on GPU pools.
+
+Click **Authorize** and paste an API key (`REELFORGE_API_KEYS`; the embedded stack's is `rf-dev-key`).
+Submit with `POST /v1/inference/skywork-skyreels-v2` (add `Prefer: wait` to get the ended job back),
+follow it with `GET /v1/jobs/{id}/events` (Server-Sent Events), or try it all in [/playground](/playground).
+Every error has the same body: `{"error": {"code", "message", "field"?}}`.
+"""
 
 
 class ErrorResponse(JSONResponse):

@@ -32,9 +32,9 @@ from scheduler.routing import (
     lowest_cost,
     pool_state,
     routing_signals,
+    serving_targets,
     stats_for,
     target_stats,
-    targets,
 )
 from scheduler.services import Services
 from shared.broker import WarmupMessage, enqueue_warmup
@@ -210,7 +210,7 @@ def status(
     """Per pool: live workers (state, loaded version; the current job only if it is the caller's),
     queue length, jobs in flight, keep-warm."""
     _check(slug, version, "version")
-    serving = targets(services.settings.pools, version)
+    serving = serving_targets(services.settings.pools, version)
     live = services.store.fleet.live(p.queue for p in serving)
     pools = [_pool_status(services, owner, version, p, live) for p in serving]
     states = {p.status for p in pools}
@@ -283,7 +283,7 @@ def stop(slug: str, body: StartRequest, owner: PrewarmOwner, services: ServicesD
     if slug != MODEL_SLUG:
         raise NotFound(f"unknown model {slug!r}; served: {MODEL_SLUG}")
     fleet = services.store.fleet
-    pools = targets(services.settings.pools, body.version, body.gpu_type, body.region)
+    pools = serving_targets(services.settings.pools, body.version, body.gpu_type, body.region)
     for p in pools:
         fleet.set_keep_warm(p.queue, owner, False)
     stopped = [
@@ -302,14 +302,7 @@ def inference_routes(
 ) -> RouteCheck:
     """The route check: where this model version can be sent, and how warm each target is."""
     _check(slug, model_version, "model_version")
-    all_pools = services.settings.pools
-    pools = targets(all_pools, model_version, gpu_type, region)
-    if not pools:
-        served = ", ".join(f"{p.gpu_type}/{p.region}" for p in targets(all_pools, model_version))
-        raise NotFound(
-            f"no route for {model_version} on gpu_type={gpu_type or 'any'} region={region or 'any'}; "
-            f"targets serving it: {served or 'none'}"
-        )
+    pools = serving_targets(services.settings.pools, model_version, gpu_type, region)
     fleet, route = services.store.fleet, f"/v1/inference/{slug}"
     live = fleet.live(p.queue for p in pools)
     routes = [
@@ -338,7 +331,7 @@ def reliability(
     """Per target, from the jobs actually run: status, success rate, speed, cost."""
     _check(slug, model_version, "model_version")
     fleet = services.store.fleet
-    pools = targets(services.settings.pools, model_version, gpu_type, region)
+    pools = serving_targets(services.settings.pools, model_version, gpu_type, region)
     samples = {p.queue: fleet.samples(model_version, p.queue) for p in pools}
     rows = [target_stats(p, samples[p.queue], fleet.cold_starts_s(model_version, p.queue)) for p in pools]
     failures = Counter(

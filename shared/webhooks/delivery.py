@@ -23,6 +23,7 @@ from celery.signals import worker_ready, worker_shutdown
 from shared import keys
 from shared.broker import make_celery
 from shared.jobs import now
+from shared.metrics import count_delivery
 from shared.relay import Relay
 from shared.schemas import WebhookAttempt
 from shared.settings import Settings, get_settings
@@ -100,6 +101,11 @@ class Deliverer:
 
     def _record(self, d: StoredDelivery, outcome: Outcome) -> float | None:
         """Move the delivery by the outcome; when its next attempt is due (None: no further attempt)."""
+        due = self._move(d, outcome)
+        count_delivery(self.r, d.status)
+        return due
+
+    def _move(self, d: StoredDelivery, outcome: Outcome) -> float | None:
         d.next_attempt_at = None
         if outcome.ok:
             d.move(DeliveryStatus.SUCCEEDED)

@@ -65,6 +65,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             REELFORGE_WEBHOOK_RETRY_WINDOW_S="4",
             REELFORGE_WEBHOOK_POLL_INTERVAL_S="0.1",
             REELFORGE_WEBHOOK_TIMEOUT_S="3",
+            # An idle event stream shows its heartbeat within a test's patience.
+            REELFORGE_EVENTS_HEARTBEAT_S="0.5",
+            REELFORGE_MAX_WAIT_S="60",
         )
         live = Live(stack, "", s3_endpoint)
         live.s3().create_bucket(Bucket=BUCKET)

@@ -178,7 +178,7 @@ def test_every_bad_line_is_reported_routing_included(api: httpx.Client) -> None:
     assert error["message"].startswith("line 3: region: unknown region 'atlantis'")
     found = [(e["line"], e["field"], e["code"]) for e in error["errors"]]
     assert found == [
-        (3, "region", "invalid_input"),
+        (3, "region", "no_capacity"),
         (5, None, "invalid_input"),
         (6, "gpu_type", "no_capacity"),
         (7, "colour", "invalid_input"),

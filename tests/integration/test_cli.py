@@ -163,3 +163,81 @@ def test_cli_batch_end_to_end(live: Live, tmp_path: Path) -> None:
     assert refused.returncode == 2
     assert "line 2: width: must be a multiple of 16, got 40" in refused.stderr
     assert not (tmp_path / "never.jsonl").exists()
+
+
+def test_status_list_events_cancel_and_one_line_errors(live: Live) -> None:
+    flags = ["--prompt", "queued", "--model-version", "tiny-random", "--region", "idle"]
+    flags += ["--width", "48", "--height", "32", "--num-frames", "17"]
+    job_id = cli(live, "submit", *flags).stdout.strip()
+    status = cli(live, "status", job_id)
+    assert status.returncode == 0 and json.loads(status.stdout)["status"] == "queued"
+    listed = cli(live, "list", "--status", "queued")
+    assert listed.returncode == 0 and listed.stdout.startswith(job_id) and "CPU/idle" in listed.stdout
+    events = subprocess.Popen(
+        [sys.executable, "-m", "scheduler.dev.cli", "events", job_id],
+        env=os.environ | {"REELFORGE_API_BASE": live.base, "REELFORGE_API_KEY": KEY_A},
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert events.stdout is not None
+    first = json.loads(events.stdout.readline())
+    assert (first["event"], first["status"]) == ("status", "queued")
+    canceled = cli(live, "cancel", job_id)
+    assert canceled.returncode == 0 and canceled.stdout.strip() == f"{job_id} canceled"
+    last = json.loads(events.stdout.read().splitlines()[-1])
+    assert (last["event"], last["status"]) == ("completed", "canceled") and events.wait(30) == 0
+
+    again = cli(live, "cancel", job_id)
+    assert again.returncode == 2 and again.stderr.startswith("error: already_finished: ")
+    missing = cli(live, "status", "nope")
+    assert missing.returncode == 2 and missing.stderr.strip() == "error: not_found: job nope not found"
+    down = cli(live, "list", "--api-base", "http://127.0.0.1:9")
+    assert down.returncode == 2 and len(down.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in missing.stderr + again.stderr + down.stderr
+
+
+def test_wait_shows_the_phase_and_help_names_the_env_vars(live: Live, tmp_path: Path) -> None:
+    job_id = cli(live, "submit", "--file", _request(tmp_path)).stdout.strip()
+    waited = cli(live, "wait", job_id, "--output", str(tmp_path / "v.mp4"))
+    assert waited.returncode == 0, waited.stderr
+    assert (
+        "schedule iterations" in waited.stderr or "uploading" in waited.stderr or "encoding" in waited.stderr
+    )
+    helped = cli(live, "wait", "--help")
+    assert "REELFORGE_API_BASE" in helped.stdout and "REELFORGE_API_KEY" in helped.stdout
+
+
+def _request(tmp_path: Path) -> str:
+    path = tmp_path / "req.json"
+    path.write_text(json.dumps(SMALL_REQUEST))
+    return str(path)
+
+
+def test_dev_prints_exports_and_stops_everything_on_sighup_or_a_closed_pipe(tmp_path: Path) -> None:
+    for ending in ("hangup", "pipe"):
+        port, flower = free_port(), free_port()
+        argv = [sys.executable, "-m", "scheduler.dev.cli", "dev", "--port", str(port)]
+        argv += ["--flower-port", str(flower), "--data-dir", str(tmp_path / ending)]
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        try:
+            deadline = time.monotonic() + 120
+            lines: list[str] = []
+            while "Ctrl-C" not in (line := proc.stdout.readline()):
+                assert line and time.monotonic() < deadline
+                lines.append(line.strip())
+            assert f"export REELFORGE_API_BASE=http://127.0.0.1:{port} REELFORGE_API_KEY=" in "\n".join(lines)
+            children = psutil.Process(proc.pid).children(recursive=True)
+            assert len(children) >= 4
+            if ending == "hangup":
+                proc.send_signal(signal.SIGHUP)
+            else:
+                proc.stdout.close()
+            assert proc.wait(60) == 0
+            wait_for(lambda: not any(map(running, children)), 15, f"every child to exit after {ending}")  # noqa: B023
+        finally:
+            if proc.poll() is None:
+                leftovers = psutil.Process(proc.pid).children(recursive=True)
+                proc.kill()
+                for child in leftovers:
+                    if child.is_running():
+                        child.kill()

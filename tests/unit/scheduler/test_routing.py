@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from scheduler.routing import choose_pool
-from shared.errors import InvalidInput, NoCapacity
+from shared.errors import NoCapacity
 from shared.settings import PoolConfig
 
 V = "df-1-3b-540p-diffusers"
@@ -44,9 +44,11 @@ def test_refusals_name_the_field() -> None:
     with pytest.raises(NoCapacity) as exc:
         choose_pool(POOLS, V, "RTX6000", None, set())
     assert exc.value.field == "gpu_type" and "B200/us-central1" in exc.value.message
-    with pytest.raises(InvalidInput) as region:
+    with pytest.raises(NoCapacity) as region:
         choose_pool(POOLS, V, None, "atlantis", set())
     assert region.value.field == "region"
+    for refusal in (exc, region):
+        assert "REELFORGE_POOLS" in refusal.value.message
 
 
 def test_measured_speed_beats_catalog_rank() -> None:
