@@ -8,8 +8,7 @@ from __future__ import annotations
 import json
 import math
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -19,7 +18,7 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from tests.integration.support import KEY_B, SMALL_REQUEST, Live, wait_job
+from tests.integration.support import KEY_B, SMALL_REQUEST, Live, wait_for, wait_job
 
 pytestmark = pytest.mark.integration
 
@@ -71,17 +70,6 @@ def receiver() -> Iterator[Receiver]:
     r.server.server_close()
 
 
-def eventually(check: Callable[[], Any], timeout_s: float = 30, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not met after {timeout_s}s")
-        time.sleep(0.1)
-
-
 def settled(client: httpx.Client, job_id: str) -> dict[str, Any]:
     """The job once every webhook delivery of it succeeded or gave up."""
 
@@ -90,7 +78,7 @@ def settled(client: httpx.Client, job_id: str) -> dict[str, Any]:
         hooks = job["webhooks"]
         return job if hooks and all(h["status"] != "pending" for h in hooks) else None
 
-    return eventually(done, 30, f"webhooks of {job_id} settled")  # type: ignore[no-any-return]
+    return wait_for(done, 30, f"webhooks of {job_id} settled")
 
 
 def without_links(event: dict[str, Any]) -> dict[str, Any]:
