@@ -8,6 +8,7 @@ import socket
 import threading
 from collections.abc import Callable
 
+WINDOW_BYTES = 256 * 1024
 Mode = str
 """`pass`, `blackhole` (accept, forward nothing, answer nothing), `http503`."""
 
@@ -71,11 +72,13 @@ class FaultProxy:
 
     def _pipe(self, src: socket.socket, dst: socket.socket, upstream: socket.socket | None) -> None:
         """Copy src to dst; on client data that matches the armed cut, forward it and cut both sides."""
+        recent = b""  # a client's command can span reads: match on what it sent lately, not one read
         with contextlib.suppress(OSError):
             while data := src.recv(65536):
                 dst.sendall(data)
+                recent = (recent + data)[-WINDOW_BYTES:]
                 check = self.cut_when
-                if upstream is not None and check is not None and check(data):
+                if upstream is not None and check is not None and check(recent):
                     self.cut_when, self.cuts = None, self.cuts + 1
                     break
         for s in (src, dst):

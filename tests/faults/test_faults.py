@@ -59,6 +59,12 @@ def test_redis_killed_and_restarted_with_aof_under_load(faults: Faults) -> None:
     assert_clean(row)
 
 
+def terminal_exec(sent: bytes) -> bool:
+    """The client's latest bytes end a transaction (EXEC) that wrote a succeeded job record."""
+    last = sent.rfind(b"MULTI")
+    return last >= 0 and sent.endswith(b"EXEC\r\n") and b'"status":"succeeded"' in sent[last:]
+
+
 def test_worker_loses_redis_right_after_the_terminal_exec(faults: Faults) -> None:
     """The transaction that marks the job succeeded is applied; its reply never reaches the worker."""
     faults.start_worker(through_proxy=True)
@@ -66,7 +72,7 @@ def test_worker_loses_redis_right_after_the_terminal_exec(faults: Faults) -> Non
     with faults.client() as c:
         ids = []
         for _ in range(cuts):
-            faults.redis_proxy.cut_after(lambda data: b"EXEC" in data and b'"status":"succeeded"' in data)
+            faults.redis_proxy.cut_after(terminal_exec)
             ids.append(faults.submit(c).json()["id"])
             wait_for(lambda: faults.redis_proxy.cut_when is None, 120, "the cut after the terminal EXEC")
         row = faults.invariants("worker's Redis cut after terminal EXEC", faults.settle(c, ids, 120),
