@@ -91,15 +91,18 @@ class Stack:
         self.env["REELFORGE_REDIS_URL"] = url
         return url
 
-    def start_api(self, port: int, name: str = "api", extra_env: dict[str, str] | None = None) -> str:
-        """The API on `port`. The first one (`api`) also becomes the stack's public base URL; others
-        (with their own `extra_env`) serve the same Redis and storage."""
+    def start_api(
+        self, port: int, name: str = "api", extra_env: dict[str, str] | None = None, module: str = "scheduler"
+    ) -> str:
+        """The API on `port` (`python -m module`: a test fixture may wrap it). The first one (`api`) also
+        becomes the stack's public base URL; others (with their own `extra_env`) serve the same Redis
+        and storage."""
         base = f"http://127.0.0.1:{port}"
         env = {"REELFORGE_API_HOST": "127.0.0.1", "REELFORGE_API_PORT": str(port)}
         env["REELFORGE_PUBLIC_BASE_URL"] = base
         if name == "api":
             self.env.update(env)
-        proc = self.spawn(name, [sys.executable, "-m", "scheduler"], {**env, **(extra_env or {})})
+        proc = self.spawn(name, [sys.executable, "-m", module], {**env, **(extra_env or {})})
         wait_until(lambda: httpx.get(f"{base}/readyz", timeout=2).status_code == 200, 30, "API", proc)
         return base
 

@@ -145,31 +145,13 @@ def _start(stack: Stack, tmp: Path, api_module: str) -> Faults:
     redis_port = free_port()
     stack.start_redis(redis_port, persist=True)
     redis_proxy = FaultProxy(redis_port)
-    base = (
-        stack.start_api(free_port(), extra_env={})
-        if api_module == "scheduler"
-        else start_api_module(stack, api_module)
-    )
+    base = stack.start_api(free_port(), module=api_module)
     stack.start_delivery()
     f = Faults(stack, base, redis_port, redis_proxy, s3_proxy, s3_endpoint, receiver)
     with f.client() as c:
         receiver.secret = c.get("/v1/webhooks/secret").json()["secret"]
     receiver.up()
     return f
-
-
-def start_api_module(stack: Stack, module: str) -> str:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {
-        "REELFORGE_API_HOST": "127.0.0.1",
-        "REELFORGE_API_PORT": str(port),
-        "REELFORGE_PUBLIC_BASE_URL": base,
-    }
-    stack.env.update(env)
-    proc = stack.spawn("api", [sys.executable, "-m", module])
-    wait_until(lambda: httpx.get(f"{base}/readyz", timeout=2).status_code == 200, 30, "API", proc)
-    return base
 
 
 def _env(s3_endpoint: str, receiver: Receiver) -> dict[str, str]:

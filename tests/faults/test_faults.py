@@ -13,8 +13,9 @@ import uuid
 import httpx
 import pytest
 
+from scheduler.dev.stack import free_port
 from shared.states import JobStatus
-from tests.faults.conftest import REQUEST, SCALE, Faults, assert_clean, start_api_module
+from tests.faults.conftest import REQUEST, SCALE, Faults, assert_clean
 from tests.integration.support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -104,7 +105,7 @@ def test_enqueue_dropped_between_record_and_send(faults: Faults) -> None:
     faults.start_worker()
     faults.stack.kill("api")
     faults.stack.env["REELFORGE_TEST_ENQUEUE_FAILURES"] = "2"
-    faults.base = start_api_module(faults.stack, "tests.fixtures.enqueue_fails")
+    faults.base = faults.stack.start_api(free_port(), module="tests.fixtures.enqueue_fails")
     with faults.client() as c:
         key = {"Idempotency-Key": f"fault-{uuid.uuid4().hex}"}
         body = {"webhook_url": faults.receiver.url}
