@@ -84,7 +84,9 @@ def settled(client: httpx.Client, job_id: str) -> dict[str, Any]:
 def without_links(event: dict[str, Any]) -> dict[str, Any]:
     data = event["data"]
     result = {k: v for k, v in data["result"].items() if not k.endswith(("_url", "_url_expires_at"))}
-    return event | {"data": data | {"result": result, "links": {"self": data["links"]["self"]}}}
+    # The preview link is signed afresh too: it differs whenever a second passes between attempts.
+    rest = {k: v for k, v in data.items() if k != "preview_url"}
+    return event | {"data": rest | {"result": result, "links": {"self": data["links"]["self"]}}}
 
 
 def submit(client: httpx.Client, **fields: Any) -> dict[str, Any]:
