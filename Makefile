@@ -35,9 +35,10 @@ test: $(STAMP)
 test-unit: $(STAMP)
 	$(BIN)/pytest -m "not integration"
 
-# The fault suite of `make test` at five times the jobs and faults; its table goes to docs/faults.md.
+# The fault suite of `make test` at five times the jobs and faults; its table goes to
+# out/faults-table.md (untracked), to be copied into docs/faults.md with the date.
 faults: $(STAMP)
-	FAULT_SCALE=5 FAULT_REPORT=faults-table.md $(BIN)/pytest tests/faults -p no:cacheprovider
+	FAULT_SCALE=5 FAULT_REPORT=out/faults-table.md $(BIN)/pytest tests/faults -p no:cacheprovider
 
 # The schemathesis run of `make test`, with ten times the cases per operation.
 fuzz: $(STAMP)

@@ -192,4 +192,5 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_line(line)
     report = os.environ.get("FAULT_REPORT")
     if report:
+        Path(report).parent.mkdir(parents=True, exist_ok=True)
         Path(report).write_text("\n".join(lines) + "\n")
