@@ -10,6 +10,7 @@ import http.client
 import socket
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,18 +32,26 @@ class Outcome:
 
 
 class _Guarded:
-    """Connects only to addresses that passed the URL check, resolved once (no DNS rebinding)."""
+    """Connects only to addresses that passed the URL check, resolved once (no DNS rebinding).
 
-    def __init__(self, allowed: Any, resolver: Resolver) -> None:
+    All the addresses share one deadline: a name with many unreachable addresses must not stretch an
+    attempt past its timeout (and past the attempt's lease, which would send it twice)."""
+
+    def __init__(self, allowed: Any, resolver: Resolver, deadline: float) -> None:
         self.allowed = allowed
         self.resolver = resolver
+        self.deadline = deadline
+        """`time.monotonic()` by which a connection must be made."""
 
     def connect(self, host: str, port: int, timeout: float | None) -> socket.socket:
         last: OSError | None = None
         for family, socktype, proto, _, sockaddr in resolve_checked(host, port, self.allowed, self.resolver):
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"could not connect to {host}:{port} in time")
             sock = socket.socket(family, socktype, proto)
             try:
-                sock.settimeout(timeout)
+                sock.settimeout(left if timeout is None else min(timeout, left))
                 sock.connect(sockaddr)
                 return sock
             except OSError as exc:
@@ -72,7 +81,7 @@ def _connection(
 ) -> tuple[http.client.HTTPConnection, str]:
     """A connection that reaches only checked addresses, and the request path; UnsafeURL if refused."""
     scheme, host, port, path = split_url(url)
-    guard = _Guarded(allowed, resolver)
+    guard = _Guarded(allowed, resolver, deadline=time.monotonic() + timeout_s)
     conn: http.client.HTTPConnection
     if scheme == "https":
         tls = ssl.create_default_context()

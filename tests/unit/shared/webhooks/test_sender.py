@@ -155,3 +155,31 @@ def test_retry_after_is_read(receiver: Receiver) -> None:
 def test_a_passing_dns_failure_at_delivery_is_retried() -> None:
     out = _post("http://no-such-host.invalid/", resolver=fake_resolver({}))
     assert out.status_code is None and out.retryable and "does not resolve" in (out.error or "")
+
+
+@pytest.fixture
+def blackhole() -> Iterator[int]:
+    """A loopback port whose accept queue is full: the kernel drops new SYNs, so connects hang."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex(("127.0.0.1", port))
+        fillers.append(c)
+    yield port
+    for c in fillers:
+        c.close()
+    server.close()
+
+
+def test_many_unreachable_addresses_share_one_deadline(blackhole: int) -> None:
+    # Four addresses that never answer: one timeout for all of them, not one each.
+    resolver = fake_resolver({"many.test": ["127.0.0.1"] * 4})
+    t0 = time.monotonic()
+    out = _post(f"http://many.test:{blackhole}/", timeout_s=1, resolver=resolver)
+    assert time.monotonic() - t0 < 2.5
+    assert out.status_code is None and out.retryable and "timed out" in (out.error or "")
