@@ -10,6 +10,7 @@ attempt number travels with the task, so a duplicate task finds its attempt alre
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -19,6 +20,7 @@ from typing import Any
 
 import redis
 from celery.signals import worker_ready, worker_shutdown
+from redis.exceptions import LockError
 
 from shared import keys
 from shared.broker import make_celery
@@ -59,8 +61,10 @@ class Deliverer:
 
     def attempt(self, message: DeliverMessage) -> None:
         """Make attempt number `attempt` of a delivery, unless it was made or the delivery ended."""
-        lock = keys.webhook_attempt_lock(message.delivery_id)
-        if not self.r.set(lock, "1", nx=True, px=int(lease_s(self.settings) * 1000)):
+        lock = self.r.lock(
+            keys.webhook_attempt_lock(message.delivery_id), timeout=lease_s(self.settings), blocking=False
+        )
+        if not lock.acquire():
             return  # another thread or worker is making an attempt of it now
         try:
             d = self.deliveries.get(message.job_id, message.delivery_id)
@@ -76,7 +80,9 @@ class Deliverer:
                 d.id, d.type, message.attempt, outcome.status_code, outcome.error or "ok",
             )  # fmt: skip
         finally:
-            self.r.delete(lock)
+            # Token-checked: a lock that lapsed and was taken by another attempt stays theirs.
+            with contextlib.suppress(LockError):
+                lock.release()
 
     def _post(self, d: StoredDelivery) -> Outcome:
         """One signed POST of the delivery, recorded in its attempts."""
