@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import threading
 from collections import defaultdict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import BaseHTTPRequestHandler
 
 from standardwebhooks import Webhook
+
+from tests.loopback import LoopbackServer
 
 
 class Receiver:
@@ -20,35 +21,23 @@ class Receiver:
         """job id -> the distinct webhook-ids of its job.completed events."""
         self.bad_signatures = 0
         self.lock = threading.Lock()
-        self.server: ThreadingHTTPServer | None = None
+        self.server: LoopbackServer | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hook"
 
     def up(self) -> None:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *_: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length") or 0))
-                receiver.record(dict(self.headers.items()), body)
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = LoopbackServer(self._answer, self.port)
 
     def down(self) -> None:
         if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
+            self.server.stop()
             self.server = None
+
+    def _answer(self, request: BaseHTTPRequestHandler, body: bytes) -> int:
+        self.record(dict(request.headers.items()), body)
+        return 200
 
     def record(self, headers: dict[str, str], body: bytes) -> None:
         lowered = {k.lower(): v for k, v in headers.items()}

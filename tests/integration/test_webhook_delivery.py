@@ -10,7 +10,7 @@ import math
 import threading
 from collections.abc import Iterator
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import httpx
@@ -19,6 +19,7 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from tests.integration.support import KEY_B, SMALL_REQUEST, Live, wait_for, wait_job
+from tests.loopback import LoopbackServer
 
 pytestmark = pytest.mark.integration
 
@@ -31,31 +32,19 @@ class Receiver:
         self.script: dict[str, list[int]] = {}
         self.always: dict[str, int] = {}
         self.lock = threading.Lock()
-        receiver = self
+        self.server = LoopbackServer(self._answer)
+        self.port = self.server.port
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *_: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length") or 0))
-                with receiver.lock:
-                    receiver.requests.append(
-                        {"path": self.path, "headers": dict(self.headers.items()), "body": body}
-                    )
-                    steps = receiver.script.get(self.path)
-                    status = steps.pop(0) if steps else receiver.always.get(self.path, 200)
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def _answer(self, request: BaseHTTPRequestHandler, body: bytes) -> int:
+        with self.lock:
+            self.requests.append(
+                {"path": request.path, "headers": dict(request.headers.items()), "body": body}
+            )
+            steps = self.script.get(request.path)
+            return steps.pop(0) if steps else self.always.get(request.path, 200)
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return self.server.url(path)
 
     def at(self, path: str) -> list[dict[str, Any]]:
         with self.lock:
@@ -66,8 +55,7 @@ class Receiver:
 def receiver() -> Iterator[Receiver]:
     r = Receiver()
     yield r
-    r.server.shutdown()
-    r.server.server_close()
+    r.server.stop()
 
 
 def settled(client: httpx.Client, job_id: str) -> dict[str, Any]:

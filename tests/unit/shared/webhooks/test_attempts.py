@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 import redis
@@ -17,37 +16,24 @@ from shared.settings import Settings
 from shared.states import DeliveryStatus
 from shared.webhooks.deliveries import DeliverMessage, StoredDelivery
 from shared.webhooks.delivery import Deliverer
+from tests.loopback import LoopbackServer
 
 
 class Receiver:
-    """Counts POSTs; while `hold` is set, a POST waits on `release` before answering 200."""
+    """Counts POSTs; each waits for `release` before it is answered 200."""
 
     def __init__(self) -> None:
         self.posts = 0
         self.arrived = threading.Event()
         self.release = threading.Event()
-        receiver = self
+        self.server = LoopbackServer(self._answer)
+        self.url = self.server.url("/hook")
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *_: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("content-length") or 0))
-                receiver.posts += 1
-                receiver.arrived.set()
-                receiver.release.wait(10)
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+    def _answer(self, _request: BaseHTTPRequestHandler, _body: bytes) -> int:
+        self.posts += 1
+        self.arrived.set()
+        self.release.wait(10)
+        return 200
 
 
 @pytest.fixture
@@ -55,8 +41,7 @@ def receiver() -> Iterator[Receiver]:
     r = Receiver()
     yield r
     r.release.set()
-    r.server.shutdown()
-    r.server.server_close()
+    r.server.stop()
 
 
 @pytest.fixture

@@ -4,15 +4,15 @@ before connecting, and how far one attempt may go (redirects, response size, tim
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 
 from shared.webhooks.sender import parse_retry_after, post
+from tests.loopback import LoopbackServer
 from tests.unit.shared.webhooks.fakes import LOOPBACK, fake_resolver
 
 
@@ -22,59 +22,51 @@ class Receiver:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.written: dict[str, int] = {}
-        receiver = self
+        self.server = LoopbackServer(self._answer)
+        self.port = self.server.port
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *_: Any) -> None:
-                pass
+    def _answer(self, request: BaseHTTPRequestHandler, body: bytes) -> int | None:
+        self.requests.append({"path": request.path, "headers": dict(request.headers), "body": body})
+        if request.path == "/redirect":
+            return _reply(request, 302, Location="http://169.254.169.254/latest/meta-data/")
+        if request.path.startswith("/retry-after/"):
+            return _reply(request, 429, **{"Retry-After": request.path.removeprefix("/retry-after/")})
+        if request.path == "/huge":
+            self.written[request.path] = _endless_body(request)
+            return None
+        if request.path == "/slow":
+            time.sleep(3)
+            return 200
+        return int(request.path.strip("/") or 200)
 
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length") or 0))
-                receiver.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-                if self.path == "/redirect":
-                    self.send_response(302)
-                    self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                elif self.path == "/huge":
-                    self.send_response(200)
-                    self.send_header("Connection", "close")  # no length: the body runs until we stop
-                    self.end_headers()
-                    chunk, sent = b"x" * 65536, 0
-                    try:
-                        while sent < 1 << 30:
-                            self.wfile.write(chunk)
-                            sent += len(chunk)
-                    except OSError:
-                        pass
-                    receiver.written[self.path] = sent
-                elif self.path.startswith("/retry-after/"):
-                    self.send_response(429)
-                    self.send_header("Retry-After", self.path.removeprefix("/retry-after/"))
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                elif self.path == "/slow":
-                    time.sleep(3)
-                    self.send_response(200)
-                    self.end_headers()
-                else:
-                    status = int(self.path.strip("/") or 200)
-                    self.send_response(status)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+def _reply(request: BaseHTTPRequestHandler, status: int, **headers: str) -> None:
+    request.send_response(status)
+    for name, value in {**headers, "Content-Length": "0"}.items():
+        request.send_header(name, value)
+    request.end_headers()
+
+
+def _endless_body(request: BaseHTTPRequestHandler) -> int:
+    """A 200 whose body (no length) runs to a gigabyte unless the client hangs up; the bytes sent."""
+    request.send_response(200)
+    request.send_header("Connection", "close")
+    request.end_headers()
+    chunk, sent = b"x" * 65536, 0
+    try:
+        while sent < 1 << 30:
+            request.wfile.write(chunk)
+            sent += len(chunk)
+    except OSError:
+        pass
+    return sent
 
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     r = Receiver()
     yield r
-    r.server.shutdown()
-    r.server.server_close()
+    r.server.stop()
 
 
 def _post(url: str, **kw: Any) -> Any:
