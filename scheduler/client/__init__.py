@@ -12,6 +12,7 @@ backoff and jitter. Every submission carries an `Idempotency-Key` (one per call,
 of it), so a retried submission never creates a second job.
 """
 
+from scheduler.client.aio import AsyncReelForge
 from scheduler.client.blocking import ReelForge
 from scheduler.client.protocol import (
     DEFAULT_API_BASE,
@@ -24,6 +25,7 @@ from scheduler.client.protocol import (
 __all__ = [
     "DEFAULT_API_BASE",
     "DEFAULT_API_KEY",
+    "AsyncReelForge",
     "JobEvent",
     "JobFailed",
     "ReelForge",

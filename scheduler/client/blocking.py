@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -11,8 +10,6 @@ from typing import Any
 import httpx
 
 from scheduler.client.protocol import (
-    DEFAULT_API_BASE,
-    DEFAULT_API_KEY,
     ENDED,
     STREAM_TIMEOUT,
     Backoff,
@@ -25,6 +22,7 @@ from scheduler.client.protocol import (
     batch_call,
     batch_jsonl_call,
     body_of,
+    connection,
     events_path,
     list_call,
     manifest_lines,
@@ -48,14 +46,7 @@ class ReelForge:
         max_backoff_s: float = 30.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        base = api_base or os.environ.get("REELFORGE_API_BASE") or DEFAULT_API_BASE
-        key = api_key or os.environ.get("REELFORGE_API_KEY") or DEFAULT_API_KEY
-        self.http = httpx.Client(
-            base_url=base.rstrip("/"),
-            headers={"Authorization": f"Bearer {key}"},
-            timeout=timeout_s,
-            transport=transport,
-        )
+        self.http = httpx.Client(**connection(api_base, api_key, timeout_s), transport=transport)
         self.backoff = Backoff(max_retries, backoff_s, max_backoff_s)
         self.sleep: Callable[[float], None] = time.sleep
 

@@ -4,6 +4,7 @@ the retry rule, the error types, and the decoding of the job event stream. No I/
 from __future__ import annotations
 
 import json
+import os
 import random
 import uuid
 from dataclasses import dataclass, field
@@ -26,6 +27,14 @@ Batch = dict[str, Any]
 """`GET /v1/batches/{id}` as JSON (see the API's OpenAPI, `BatchView`)."""
 ManifestLines = list[dict[str, Any]]
 """A batch manifest's lines: `{line, job_id, status, storage_key, video_url, error, ...}`."""
+
+
+def connection(api_base: str | None, api_key: str | None, timeout_s: float) -> dict[str, Any]:
+    """httpx client options for one API and key: those given, else the environment's, else the
+    embedded stack's."""
+    base = api_base or os.environ.get("REELFORGE_API_BASE") or DEFAULT_API_BASE
+    key = api_key or os.environ.get("REELFORGE_API_KEY") or DEFAULT_API_KEY
+    return {"base_url": base.rstrip("/"), "headers": {"Authorization": f"Bearer {key}"}, "timeout": timeout_s}
 
 
 class ReelForgeError(RuntimeError):

@@ -55,8 +55,12 @@ def test_shell_examples_run_as_written(user_env: dict[str, str], tmp_path: Path)
         assert container.streams.video[0].width == 128
 
 
-def test_python_example_runs_as_written(user_env: dict[str, str], tmp_path: Path) -> None:
-    [script] = blocks("python")
+@pytest.mark.parametrize(("block", "videos"), [(0, ["boat.mp4"]), (1, ["0.mp4", "1.mp4"])])
+def test_python_examples_run_as_written(
+    user_env: dict[str, str], tmp_path: Path, block: int, videos: list[str]
+) -> None:
+    assert len(blocks("python")) == 2
+    script = blocks("python")[block]
     run = subprocess.run(
         [sys.executable, "-c", script],
         cwd=tmp_path,
@@ -66,4 +70,5 @@ def test_python_example_runs_as_written(user_env: dict[str, str], tmp_path: Path
         timeout=300,
     )
     assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == "boat.mp4" and (tmp_path / "boat.mp4").stat().st_size > 1000
+    assert run.stdout.split() == videos
+    assert all((tmp_path / video).stat().st_size > 1000 for video in videos)
