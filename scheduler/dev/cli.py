@@ -45,8 +45,9 @@ def _client(args: argparse.Namespace) -> ReelForge:
 
 
 def start_stack(data_dir: Path, port: int, flower_port: int) -> tuple[Stack, str, str, Supervisor]:
-    """Redis, the API, Flower, a CPU worker, and a supervisor that brings CPU workers back after
-    their idle shutdown when work (or a prewarm) arrives."""
+    """Redis, the API, Flower, a CPU worker, the webhook delivery worker, and a supervisor that brings
+    CPU workers back after their idle shutdown when work (or a prewarm) arrives, and restarts the
+    delivery worker if it dies."""
     settings = get_settings()
     stack = Stack(
         data_dir,
@@ -64,7 +65,7 @@ def start_stack(data_dir: Path, port: int, flower_port: int) -> tuple[Stack, str
         stack.start_delivery()
         cpu_pools = [ManagedPool(p) for p in settings.pools if p.gpu_type == "CPU"]
         local = settings.model_copy(update={"redis_url": stack.env["REELFORGE_REDIS_URL"]})
-        supervisor = Supervisor(stack, local, cpu_pools).start()
+        supervisor = Supervisor(stack, local, cpu_pools, keep_up={"delivery": stack.start_delivery}).start()
     except BaseException:
         stack.stop()
         raise

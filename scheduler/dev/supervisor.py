@@ -1,6 +1,8 @@
-"""Brings workers back in the embedded stack: follows `shared.scaling.workers_to_start` for each pool.
+"""Brings workers back in the embedded stack: follows `shared.scaling.workers_to_start` for each pool,
+and restarts the long-lived services it is asked to keep up (the webhook delivery worker) if they die.
 
-On Kubernetes, KEDA plays this part from the same rule (a ScaledJob on the pool's queue list).
+On Kubernetes, KEDA plays this part from the same rule (a ScaledJob on the pool's queue list), and a
+Deployment restarts the services.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import logging
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from scheduler.dev.stack import Stack
@@ -35,10 +38,18 @@ class ManagedPool:
 
 class Supervisor:
     def __init__(
-        self, stack: Stack, settings: Settings, pools: list[ManagedPool], interval_s: float = 0.5
+        self,
+        stack: Stack,
+        settings: Settings,
+        pools: list[ManagedPool],
+        interval_s: float = 0.5,
+        keep_up: dict[str, Callable[[], object]] | None = None,
     ) -> None:
         self.stack = stack
         self.pools = pools
+        self.keep_up = keep_up or {}
+        """Stack process name -> how to start it again once it has exited (one stopped through the
+        stack is no longer its process, so it stays stopped)."""
         self.interval_s = interval_s
         self.celery = make_celery(settings)
         self.fleet = Fleet.from_url(settings.redis_url)
@@ -59,6 +70,7 @@ class Supervisor:
         return [name for mp in self.pools if mp.pool.queue == queue for name, _ in mp.children]
 
     def tick(self) -> None:
+        self._restart_exited()
         live = self.fleet.live(mp.pool.queue for mp in self.pools)
         for mp in self.pools:
             queue = mp.pool.queue
@@ -83,6 +95,13 @@ class Supervisor:
                 }
                 log.info("starting %s for %s (queued=%d)", name, queue, queued)
                 mp.children.append((name, self.stack.spawn(name, [sys.executable, "-m", mp.module], env)))
+
+    def _restart_exited(self) -> None:
+        for name, start in self.keep_up.items():
+            proc = self.stack.procs.get(name)
+            if proc is not None and proc.poll() is not None:
+                log.warning("%s exited with code %s: starting it again", name, proc.returncode)
+                start()
 
     def _loop(self) -> None:
         while not self.stop_event.wait(self.interval_s):

@@ -78,7 +78,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         elastic = next(p for p in Settings(pools=POOLS).pools if p.region == "elastic")
         settings = Settings(redis_url=stack.env["REELFORGE_REDIS_URL"], visibility_timeout_s=4)
         live.supervisor = Supervisor(
-            stack, settings, [ManagedPool(elastic, ELASTIC_ENV, "tests.fixtures.slow_shutdown")]
+            stack,
+            settings,
+            [ManagedPool(elastic, ELASTIC_ENV, "tests.fixtures.slow_shutdown")],
+            keep_up={"delivery": stack.start_delivery},
         ).start()
         yield live
     finally:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import threading
 from collections.abc import Iterator
 from datetime import datetime
@@ -255,3 +257,16 @@ def test_cancel_sends_completed_from_the_api(live: Live, receiver: Receiver) -> 
     assert payload["data"]["status"] == "canceled" and payload["data"]["error"]["code"] == "canceled"
     assert [h["status"] for h in view["webhooks"]] == ["succeeded"]
     assert json.loads(hit["body"])["data"]["id"] == job["id"]
+
+
+def test_a_dead_delivery_worker_is_restarted_and_delivers(live: Live, receiver: Receiver) -> None:
+    dead = live.stack.procs["delivery"]
+    os.killpg(dead.pid, signal.SIGKILL)
+    dead.wait(10)
+    with live.client() as api:
+        job = submit(api, webhook_url=receiver.url("/after-restart"))
+        assert wait_job(api, job["id"])["status"] == "succeeded"
+        [delivery] = settled(api, job["id"])["webhooks"]
+    assert delivery["status"] == "succeeded"
+    assert len(receiver.at("/after-restart")) == 1
+    assert live.stack.procs["delivery"].pid != dead.pid and live.stack.procs["delivery"].poll() is None
