@@ -97,3 +97,12 @@ def test_snippet_without_key_fails_with_catalog_message(live: Live, snippets: Pa
     run = subprocess.run(["bash", str(snippets / "inference.sh")], env=env, capture_output=True, text=True)
     assert run.returncode == 1
     assert "Set FORGE_API_KEY" in run.stderr
+
+
+def test_warmup_snippet_on_an_unserved_target_exits_non_zero(live: Live, snippets: Path) -> None:
+    # The verbatim snippet reads whatever JSON it gets, so it prints its "already warm" line from our
+    # error body; the exit status and curl's message tell the truth (README, "The API in brief").
+    run = snippet(snippets, "warmup.sh", live, FORGE_MODEL_VERSION="df-14b-720p-diffusers")
+    assert run.returncode == 22
+    assert "error: 422" in run.stderr
+    assert run.stdout.strip().startswith("runtime already warm on scheduler-selected GPU")
