@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
+from scheduler.idempotency import wait_for_created
 from scheduler.routing import Signals
 from scheduler.services import Services
 from scheduler.submission import accept_job, plan_job
@@ -230,10 +231,34 @@ def plan_batch(
 
 
 def submit_batch(
-    services: Services, owner: str, items: list[tuple[int, Any]], defaults: dict[str, Any]
-) -> BatchView:
+    services: Services,
+    owner: str,
+    items: list[tuple[int, Any]],
+    defaults: dict[str, Any],
+    idempotency_key: str | None = None,
+) -> tuple[BatchView, bool]:
+    """The batch, and whether it is new (False: its `Idempotency-Key` was sent before, with the same
+    requests: the batch it made then)."""
     batch_id = uuid.uuid4().hex
     planned = plan_batch(services, owner, items, defaults, batch_id)
+    batches = services.batches.batches
+    if idempotency_key is not None:
+        requests = [job.request for _, job in planned]
+        held = services.idempotency.reserve(owner, idempotency_key, requests, batch_id, kind="batch")
+        if not held.new:
+            wait_for_created(lambda held_id: batches.get(held_id) is not None, held.id)
+            return batch_view(services, batches.get(held.id)), False
+    try:
+        _create(services, owner, batch_id, planned)
+    except Exception:
+        if idempotency_key is not None:
+            # The caller is told it failed and sends it again: that retry makes a new batch.
+            services.idempotency.release(owner, idempotency_key, kind="batch")
+        raise
+    return batch_view(services, batches.get(batch_id)), True
+
+
+def _create(services: Services, owner: str, batch_id: str, planned: list[tuple[int, JobRecord]]) -> None:
     batches = services.batches.batches
     batches.create(batch_id, owner, [job.id for _, job in planned], [line for line, _ in planned])
     for created, (_, job) in enumerate(planned):
@@ -242,7 +267,6 @@ def submit_batch(
         except Exception:
             _abandon(services, batch_id, [j for _, j in planned[:created]], job)
             raise
-    return batch_view(services, batches.get(batch_id))
 
 
 def _abandon(services: Services, batch_id: str, accepted: list[JobRecord], failed: JobRecord) -> None:

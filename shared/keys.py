@@ -112,9 +112,10 @@ def rate_limit(kind: str, owner: str) -> str:
 # Idempotency (scheduler.idempotency).
 
 
-def idempotency(owner: str, key: str) -> str:
-    """An `Idempotency-Key` reservation; the client's key is hashed, never stored as sent."""
-    return f"{PREFIX}:idem:{owner}:{hashlib.sha256(key.encode()).hexdigest()}"
+def idempotency(owner: str, kind: str, key: str) -> str:
+    """An `Idempotency-Key` reservation for a `job` or a `batch`; the client's key is hashed, never
+    stored as sent."""
+    return f"{PREFIX}:idem:{kind}:{owner}:{hashlib.sha256(key.encode()).hexdigest()}"
 
 
 # Batches (shared.batchstore).

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from scheduler.api.deps import COMMON_ERRORS, Owner, ServicesDep, SubmitOwner, error_responses
 from scheduler.batches import BatchView, batch_view, cancel_batch, owned_batch, parse_body, submit_batch
+from scheduler.idempotency import HEADER as IDEMPOTENCY_HEADER
 
 router = APIRouter(tags=["batches"], responses=COMMON_ERRORS)
 
@@ -37,20 +38,35 @@ _BODY_DOC: dict[str, Any] = {
 }
 
 
-@router.post("/v1/batches", status_code=202, openapi_extra=_BODY_DOC, responses=error_responses(415))
+@router.post(
+    "/v1/batches",
+    status_code=202,
+    openapi_extra=_BODY_DOC,
+    responses={
+        200: {"model": BatchView, "description": "The same batch: its `Idempotency-Key` was sent before"},
+        **error_responses(415),
+    },
+)
 async def submit(
     request: Request,
+    response: Response,
     owner: SubmitOwner,
     services: ServicesDep,
     defaults: Annotated[
         str | None, Query(description="JSON object of request fields every line starts from")
     ] = None,
+    idempotency_key: Annotated[str | None, Header(alias=IDEMPOTENCY_HEADER)] = None,
 ) -> BatchView:
-    """Validate every line (schema, then routing), then create one job per line."""
+    """Validate every line (schema, then routing), then create one job per line. 202 with a new batch;
+    200 with the same batch when an `Idempotency-Key` is replayed with the same requests."""
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     line_limit = services.settings.max_body_bytes
     items, merged_defaults = parse_body(content_type, await request.body(), defaults, line_limit)
-    return await run_in_threadpool(submit_batch, services, owner, items, merged_defaults)
+    batch, new = await run_in_threadpool(
+        submit_batch, services, owner, items, merged_defaults, idempotency_key
+    )
+    response.status_code = 202 if new else 200
+    return batch
 
 
 @router.get("/v1/batches/{batch_id}", responses=error_responses(404))

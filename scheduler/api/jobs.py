@@ -16,7 +16,7 @@ from scheduler.api.deps import COMMON_ERRORS, Owner, ServicesDep, SubmitOwner, e
 from scheduler.api.examples import SUBMIT_EXAMPLES
 from scheduler.events import START, EventKind, event_kind, parse_entry_id
 from scheduler.idempotency import HEADER as IDEMPOTENCY_HEADER
-from scheduler.idempotency import wait_for_job
+from scheduler.idempotency import wait_for_created
 from scheduler.services import Services
 from scheduler.submission import accept_job, plan_job
 from shared.catalog import MODEL_SLUG
@@ -57,8 +57,8 @@ def _submit(
             if store.get(job.id) is None:
                 services.idempotency.release(owner, idempotency_key)
             raise
-    wait_for_job(lambda job_id: store.get(job_id) is not None, held.job_id)
-    return store.require(held.job_id), False
+    wait_for_created(lambda job_id: store.get(job_id) is not None, held.id)
+    return store.require(held.id), False
 
 
 @router.post(

@@ -84,6 +84,10 @@ class Call:
     """httpx request options: json, content, params, headers, timeout."""
 
 
+def _new_key() -> str:
+    return f"rf-client-{uuid.uuid4()}"
+
+
 def submit_call(
     request: dict[str, Any] | None,
     fields: dict[str, Any],
@@ -93,7 +97,7 @@ def submit_call(
 ) -> Call:
     """A submission. It always carries an `Idempotency-Key` (one per call, the same on each retry),
     so a retried submission never makes a second job; `wait_s` asks the API to hold the answer."""
-    headers = {"Idempotency-Key": idempotency_key or f"rf-client-{uuid.uuid4()}"}
+    headers = {"Idempotency-Key": idempotency_key or _new_key()}
     options: dict[str, Any] = {"json": {**(request or {}), **fields}, "headers": headers}
     if wait_s is not None:
         headers["Prefer"] = f"wait={wait_s:g}"
@@ -112,12 +116,14 @@ def list_call(status: str | None, cursor: str | None, page_size: int) -> Call:
 
 
 def batch_call(requests: list[dict[str, Any]], defaults: dict[str, Any] | None) -> Call:
-    return Call("POST", "/v1/batches", {"json": {"defaults": defaults or {}, "requests": requests}})
+    """A batch submission; like a job's, it carries an `Idempotency-Key` kept across retries."""
+    body = {"defaults": defaults or {}, "requests": requests}
+    return Call("POST", "/v1/batches", {"json": body, "headers": {"Idempotency-Key": _new_key()}})
 
 
 def batch_jsonl_call(jsonl: str | bytes, defaults: dict[str, Any] | None) -> Call:
     params = {"defaults": json.dumps(defaults)} if defaults else None
-    headers = {"Content-Type": "application/x-ndjson"}
+    headers = {"Content-Type": "application/x-ndjson", "Idempotency-Key": _new_key()}
     return Call("POST", "/v1/batches", {"content": jsonl, "params": params, "headers": headers})
 
 

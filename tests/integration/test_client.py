@@ -103,6 +103,17 @@ def test_retried_submission_creates_one_job(live: Live, api: httpx.Client) -> No
     assert ids == [job.id]
 
 
+def test_retried_batch_submission_creates_one_batch(live: Live, api: httpx.Client) -> None:
+    transport = LostAnswers(times=1)
+    idle = {**SMALL_REQUEST, "region": "idle"}
+    with ReelForge(live.base, KEY_A, transport=transport) as rf:
+        rf.sleep = lambda _: None
+        batch = rf.submit_batch([{"prompt": "one"}, {"prompt": "two"}], defaults=idle)
+    assert len(transport.keys) == 2 and len(set(transport.keys)) == 1 and transport.keys[0]
+    jobs = api.get("/v1/jobs").json()["jobs"]
+    assert sorted(j["id"] for j in jobs) == sorted(batch["job_ids"])
+
+
 def test_429_and_503_are_retried_after_retry_after(live: Live) -> None:
     waits: list[float] = []
     with ReelForge(live.base, KEY_A, transport=Throttled()) as rf:

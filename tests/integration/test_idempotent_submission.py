@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -59,3 +60,27 @@ def test_invalid_request_with_a_key_does_not_burn_the_key(api: httpx.Client) -> 
     key = {"Idempotency-Key": uuid.uuid4().hex}
     assert api.post(ROUTE, json=SMALL_REQUEST | {"width": 40}, headers=key).status_code == 422
     assert api.post(ROUTE, json=SMALL_REQUEST, headers=key).status_code == 202
+
+
+def test_a_batch_replayed_with_its_key_is_the_same_batch(api: httpx.Client) -> None:
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    idle = SMALL_REQUEST | {"region": "idle"}  # no worker serves it here: the jobs stay queued
+    lines = [idle | {"prompt": "one"}, idle | {"prompt": "two"}]
+    first = api.post("/v1/batches", json=lines, headers=key)
+    assert first.status_code == 202
+    # The same requests as JSONL with their defaults apart: the same batch, no new jobs.
+    defaults = {k: v for k, v in idle.items() if k != "prompt"}
+    jsonl = '{"prompt": "one"}\n{"prompt": "two"}\n'
+    again = api.post(
+        "/v1/batches", content=jsonl, params={"defaults": json.dumps(defaults)},
+        headers=key | {"Content-Type": "application/x-ndjson"},
+    )  # fmt: skip
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == first.json()["id"] and again.json()["job_ids"] == first.json()["job_ids"]
+    assert len(api.get("/v1/jobs", params={"limit": 100}).json()["jobs"]) == 2
+    other = api.post("/v1/batches", json=lines[:1], headers=key)
+    assert other.status_code == 422 and other.json()["error"]["field"] == "Idempotency-Key"
+    assert f"batch {first.json()['id']}" in other.json()["error"]["message"]
+    # A job and a batch with the same key are different things.
+    job = api.post(ROUTE, json=idle, headers=key)
+    assert job.status_code == 202
