@@ -91,8 +91,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
         while not stopped.wait(1.0):
             if output_closed():
                 stopped.set()
-            for name, proc in stack.procs.items():
-                if name in ("redis", "api", "flower", "delivery") and proc.poll() is not None:
+            # The delivery worker is not here: the supervisor starts it again (its `keep_up`).
+            for name, proc in list(stack.procs.items()):
+                if name in ("redis", "api", "flower") and proc.poll() is not None:
                     print(f"{name} exited with code {proc.returncode}; stopping", file=sys.stderr)
                     stopped.set()
     except (KeyboardInterrupt, BrokenPipeError):

@@ -126,12 +126,14 @@ class Stack:
         argv += ["-Q", keys.WEBHOOK_QUEUE, "-P", "threads", "-c", "8", "-n", f"{name}@reelforge"]
         argv += ["--without-gossip", "--without-mingle"]
         client = redis.Redis.from_url(self.env["REELFORGE_REDIS_URL"])
-        client.zrem(keys.WEBHOOK_CONSUMERS, f"{name}@reelforge")  # a dead predecessor's, if any
-        proc = self.spawn(name, argv)
-        # Its poller registers once the worker is ready.
-        registered = lambda: client.zscore(keys.WEBHOOK_CONSUMERS, f"{name}@reelforge") is not None  # noqa: E731
-        wait_until(registered, 60, f"webhook delivery worker {name}", proc)
-        client.close()
+        try:
+            client.zrem(keys.WEBHOOK_CONSUMERS, f"{name}@reelforge")  # a dead predecessor's, if any
+            proc = self.spawn(name, argv)
+            # Its poller registers once the worker is ready.
+            registered = lambda: client.zscore(keys.WEBHOOK_CONSUMERS, f"{name}@reelforge") is not None  # noqa: E731
+            wait_until(registered, 60, f"webhook delivery worker {name}", proc)
+        finally:
+            client.close()
         return proc
 
     def start_flower(self, port: int, basic_auth: str) -> str:

@@ -12,6 +12,7 @@ import logging
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -50,6 +51,8 @@ class Supervisor:
         self.keep_up = keep_up or {}
         """Stack process name -> how to start it again once it has exited (one stopped through the
         stack is no longer its process, so it stays stopped)."""
+        self.retry_at: dict[str, float] = {}
+        self.retry_delay_s: dict[str, float] = {}
         self.interval_s = interval_s
         self.celery = make_celery(settings)
         self.fleet = Fleet.from_url(settings.redis_url)
@@ -70,7 +73,10 @@ class Supervisor:
         return [name for mp in self.pools if mp.pool.queue == queue for name, _ in mp.children]
 
     def tick(self) -> None:
+        self._scale()
         self._restart_exited()
+
+    def _scale(self) -> None:
         live = self.fleet.live(mp.pool.queue for mp in self.pools)
         for mp in self.pools:
             queue = mp.pool.queue
@@ -97,11 +103,23 @@ class Supervisor:
                 mp.children.append((name, self.stack.spawn(name, [sys.executable, "-m", mp.module], env)))
 
     def _restart_exited(self) -> None:
+        """Start again each kept-up service that exited; one that keeps failing is retried with a
+        doubling delay (up to a minute), and never stops the pools' scaling."""
         for name, start in self.keep_up.items():
+            if self.stop_event.is_set():
+                return  # the stack is being stopped: nothing may start behind its back
             proc = self.stack.procs.get(name)
-            if proc is not None and proc.poll() is not None:
-                log.warning("%s exited with code %s: starting it again", name, proc.returncode)
+            if proc is None or proc.poll() is None or time.monotonic() < self.retry_at.get(name, 0):
+                continue
+            log.warning("%s exited with code %s: starting it again", name, proc.returncode)
+            try:
                 start()
+            except Exception:
+                delay = min(2 * self.retry_delay_s.get(name, 0.5), 60.0)
+                self.retry_delay_s[name], self.retry_at[name] = delay, time.monotonic() + delay
+                log.exception("%s did not start again; next try in %.0fs", name, delay)
+            else:
+                self.retry_delay_s.pop(name, None)
 
     def _loop(self) -> None:
         while not self.stop_event.wait(self.interval_s):
