@@ -4,8 +4,9 @@ jobs from one event loop (a web backend, a pipeline fanning out prompts)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,7 @@ class AsyncReelForge:
             if not cursor or (limit is not None and seen >= limit):
                 return
 
-    async def stream(self, job_id: str, last_event_id: str | None = None) -> AsyncIterator[JobEvent]:
+    async def stream(self, job_id: str, last_event_id: str | None = None) -> AsyncGenerator[JobEvent, None]:
         """The job's events until it ends; a dropped connection resumes after the last one received."""
         reader = EventReader(last_event_id)
         while True:
@@ -117,11 +118,12 @@ class AsyncReelForge:
     async def wait(self, job_id: str, timeout_s: float = 3600) -> JobView:
         """The job once it has ended, following its event stream."""
         deadline = time.monotonic() + timeout_s
-        async for event in self.stream(job_id):
-            if event.type == "completed" and event.job is not None:
-                return event.job
-            if time.monotonic() > deadline:
-                break
+        async with contextlib.aclosing(self.stream(job_id)) as events:  # closed at once, not by the GC
+            async for event in events:
+                if event.type == "completed" and event.job is not None:
+                    return event.job
+                if time.monotonic() > deadline:
+                    break
         job = await self.get(job_id)
         if job.status not in ENDED:
             raise TimeoutError(f"job {job_id} still {job.status} after {timeout_s:g}s")

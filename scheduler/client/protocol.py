@@ -217,5 +217,6 @@ class EventReader:
 
     def dropped(self, backoff: Backoff) -> float | None:
         """Seconds to wait before resuming after the connection dropped; None: give up."""
+        self.fields = {}  # half an event, cut by the drop: the resumed stream sends it whole
         self.failures += 1
         return backoff.after_error(self.failures)

@@ -78,3 +78,12 @@ def test_every_submission_has_an_idempotency_key_and_waits_stretch_the_timeout()
     waiting = submit_call({"prompt": "a"}, {}, 60, "mine", 30)
     assert waiting.options["headers"] == {"Idempotency-Key": "mine", "Prefer": "wait=60"}
     assert waiting.options["timeout"] == 90
+
+
+def test_an_event_cut_by_a_drop_is_read_whole_from_the_resumed_stream() -> None:
+    reader = EventReader()
+    text = json.dumps(JOB)
+    assert _events(reader, f"id: 1-0\nevent: status\ndata: {text[:20]}") == []
+    assert reader.dropped(Backoff()) is not None
+    [event] = _events(reader, f"id: 1-0\nevent: status\ndata: {text}\n\n")
+    assert (event.id, event.job_id) == ("1-0", "job_1")  # type: ignore[attr-defined]
