@@ -246,7 +246,9 @@ def submit_batch(
         requests = [job.request for _, job in planned]
         held = services.idempotency.reserve(owner, idempotency_key, requests, batch_id, kind="batch")
         if not held.new:
-            wait_for_created(lambda held_id: batches.get(held_id) is not None, held.id)
+            # Not just recorded: all its jobs accepted (a view of a half-made batch counts the jobs
+            # not yet created as ended, and could write its manifest early).
+            wait_for_created(batches.queued, held.id)
             return batch_view(services, batches.get(held.id)), False
     try:
         _create(services, owner, batch_id, planned)
@@ -267,6 +269,7 @@ def _create(services: Services, owner: str, batch_id: str, planned: list[tuple[i
         except Exception:
             _abandon(services, batch_id, [j for _, j in planned[:created]], job)
             raise
+    batches.mark_queued(batch_id)
 
 
 def _abandon(services: Services, batch_id: str, accepted: list[JobRecord], failed: JobRecord) -> None:

@@ -133,6 +133,13 @@ class BatchStore:
         raws = self.r.mget([keys.job(i) for i in batch.job_ids])
         return [JobRecord.model_validate_json(raw) if raw else None for raw in raws]
 
+    def mark_queued(self, batch_id: str) -> None:
+        """Every job of the batch was accepted: a replay of its `Idempotency-Key` may return it."""
+        self.r.hset(keys.batch(batch_id), "queued_at", now().isoformat())
+
+    def queued(self, batch_id: str) -> bool:
+        return bool(self.r.hexists(keys.batch(batch_id), "queued_at"))
+
     def mark_canceled(self, batch_id: str) -> None:
         self.r.hsetnx(keys.batch(batch_id), "canceled_at", now().isoformat())
 

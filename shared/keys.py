@@ -114,8 +114,10 @@ def rate_limit(kind: str, owner: str) -> str:
 
 def idempotency(owner: str, kind: str, key: str) -> str:
     """An `Idempotency-Key` reservation for a `job` or a `batch`; the client's key is hashed, never
-    stored as sent."""
-    return f"{PREFIX}:idem:{kind}:{owner}:{hashlib.sha256(key.encode()).hexdigest()}"
+    stored as sent. A job's keeps the form it had before batches had keys, so a submission retried
+    across an upgrade still finds its job."""
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return f"{PREFIX}:idem:{owner}:{digest}" if kind == "job" else f"{PREFIX}:idem-{kind}:{owner}:{digest}"
 
 
 # Batches (shared.batchstore).

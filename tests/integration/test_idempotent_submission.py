@@ -84,3 +84,16 @@ def test_a_batch_replayed_with_its_key_is_the_same_batch(api: httpx.Client) -> N
     # A job and a batch with the same key are different things.
     job = api.post(ROUTE, json=idle, headers=key)
     assert job.status_code == 202
+
+
+def test_concurrent_duplicate_batches_create_one_whole_batch(api: httpx.Client) -> None:
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    idle = SMALL_REQUEST | {"region": "idle"}
+    lines = [idle | {"prompt": f"line {n}"} for n in range(20)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda _: api.post("/v1/batches", json=lines, headers=key), range(8)))
+    assert sorted(a.status_code for a in answers) == [200] * 7 + [202]
+    assert len({a.json()["id"] for a in answers}) == 1
+    # Every answer shows the whole batch queued: none saw it half made.
+    assert all(a.json()["counts"]["queued"] == 20 and a.json()["status"] == "in_progress" for a in answers)
+    assert len(api.get("/v1/jobs", params={"limit": 100}).json()["jobs"]) == 20
