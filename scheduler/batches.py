@@ -341,6 +341,19 @@ def batch_view(services: Services, batch: BatchRecord | None) -> BatchView:
     )
 
 
+class BatchPage(BaseModel):
+    batches: list[BatchView]
+    next_cursor: str | None = None
+
+
+def list_batches(services: Services, owner: str, limit: int, before: float | None) -> BatchPage:
+    """The owner's batches, newest first; `next_cursor` pages."""
+    found = services.batches.batches.list_for(owner, limit + 1, before)
+    page, more = found[:limit], len(found) > limit
+    next_cursor = str(page[-1].created_at.timestamp()) if more and page else None
+    return BatchPage(batches=[batch_view(services, b) for b in page], next_cursor=next_cursor)
+
+
 def owned_batch(services: Services, batch_id: str, owner: str) -> BatchRecord:
     batch = services.batches.batches.get(batch_id)
     if batch is None or batch.owner != owner:

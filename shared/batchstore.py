@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from shared import keys
 from shared.jobs import JobRecord, now
 from shared.jobstore import JobStore
+from shared.paging import newest_first
 from shared.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -80,14 +81,26 @@ class BatchStore:
     def create(self, batch_id: str, owner: str, job_ids: list[str], lines: list[int]) -> None:
         """Record the batch and its jobs, in one transaction, before any of them is enqueued."""
         key, jobs, numbers = keys.batch(batch_id), keys.batch_jobs(batch_id), keys.batch_lines(batch_id)
-        fields: dict[Any, Any] = {"owner": owner, "size": len(job_ids), "created_at": now().isoformat()}
+        created = now()
+        fields: dict[Any, Any] = {"owner": owner, "size": len(job_ids), "created_at": created.isoformat()}
+        index = keys.owner_batches(owner)
         with self.r.pipeline() as p:
             p.hset(key, mapping=fields)
             p.rpush(jobs, *job_ids)
             p.rpush(numbers, *lines)
             for k in (key, jobs, numbers):
                 p.expire(k, self.ttl_s)
+            # The owner's index: batches past their TTL leave it here, so it stays as small as they are.
+            p.zadd(index, {batch_id: created.timestamp()})
+            p.zremrangebyscore(index, "-inf", created.timestamp() - self.ttl_s)
+            p.expire(index, self.ttl_s)
             p.execute()
+
+    def list_for(self, owner: str, limit: int, before: float | None) -> list[BatchRecord]:
+        """The owner's batches, newest first, created strictly before `before` (a timestamp cursor)."""
+        return newest_first(
+            self.r, keys.owner_batches(owner), lambda ids: [self.get(i) for i in ids], limit, before
+        )
 
     def truncate(self, batch_id: str, size: int) -> None:
         """Keep only the first `size` jobs (the rest were never created)."""

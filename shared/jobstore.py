@@ -17,6 +17,7 @@ from shared.errors import ErrorCode, InvalidTransition, NotFound
 from shared.fleet import Fleet
 from shared.jobs import JobRecord, now
 from shared.outbox import entries_for
+from shared.paging import newest_first
 from shared.schemas import JobError, Preview, Progress
 from shared.states import JobPhase, JobStatus
 
@@ -151,18 +152,11 @@ class JobStore:
         """The owner's jobs, newest first, created strictly before `before` (a timestamp cursor):
         one page read from the owner's index (per status when filtered), never a scan of all jobs."""
         index = keys.owner_jobs(owner) if status is None else keys.owner_jobs_in(owner, status)
-        top: float | str = f"({before}" if before is not None else "+inf"
-        jobs: list[JobRecord] = []
-        offset = 0
-        while len(jobs) < limit:
-            ids = self.r.zrevrangebyscore(index, top, "-inf", start=offset, num=limit - len(jobs))
-            if not ids:
-                break
-            offset += len(ids)
-            # Records past their TTL are gone; their ids are dropped from the page.
-            raws = self.r.mget([keys.job(str(i)) for i in ids])
-            jobs += [JobRecord.model_validate_json(raw) for raw in raws if raw is not None]
-        return jobs
+        return newest_first(self.r, index, self._records, limit, before)
+
+    def _records(self, job_ids: list[str]) -> list[JobRecord | None]:
+        raws = self.r.mget([keys.job(i) for i in job_ids])
+        return [JobRecord.model_validate_json(raw) if raw else None for raw in raws]
 
     def start(self, job_id: str, worker: str) -> JobRecord | None:
         """Claim the job for `worker`: the record, RUNNING; or ended here `expired` (start deadline

@@ -123,6 +123,11 @@ def idempotency(owner: str, kind: str, key: str) -> str:
 # Batches (shared.batchstore).
 
 
+def owner_batches(owner: str) -> str:
+    """Sorted set of an API key's batch ids by creation time (listing, newest first)."""
+    return f"{PREFIX}:owner-batches:{owner}"
+
+
 def batch(batch_id: str) -> str:
     """Hash: owner, size, timestamps, manifest key."""
     return f"{PREFIX}:batch:{batch_id}"

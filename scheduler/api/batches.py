@@ -7,8 +7,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from scheduler.api.deps import COMMON_ERRORS, Owner, ServicesDep, SubmitOwner, error_responses
-from scheduler.batches import BatchView, batch_view, cancel_batch, owned_batch, parse_body, submit_batch
+from scheduler.api.deps import COMMON_ERRORS, Owner, PageCursor, ServicesDep, SubmitOwner, error_responses
+from scheduler.batches import (
+    BatchPage,
+    BatchView,
+    batch_view,
+    cancel_batch,
+    list_batches,
+    owned_batch,
+    parse_body,
+    submit_batch,
+)
 from scheduler.idempotency import HEADER as IDEMPOTENCY_HEADER
 
 router = APIRouter(tags=["batches"], responses=COMMON_ERRORS)
@@ -67,6 +76,18 @@ async def submit(
     )
     response.status_code = 202 if new else 200
     return batch
+
+
+@router.get("/v1/batches")
+def list_all(
+    owner: Owner,
+    services: ServicesDep,
+    before: PageCursor,
+    limit: Annotated[int, Query(ge=1, le=50)] = 20,
+) -> BatchPage:
+    """The caller's batches, newest first (as `GET /v1/batches/{id}` shows each); `next_cursor` pages.
+    Batches are kept as long as jobs (`REELFORGE_JOB_TTL_S`)."""
+    return list_batches(services, owner, limit, before)
 
 
 @router.get("/v1/batches/{batch_id}", responses=error_responses(404))

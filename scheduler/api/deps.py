@@ -5,17 +5,18 @@ Routes declare `services: ServicesDep` and `owner: Owner`; nothing else reaches 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from scheduler.api.auth import check_key
 from scheduler.api.limits import RateLimiter
 from scheduler.services import Services
 from shared import keys
-from shared.errors import RateLimited
+from shared.errors import InvalidInput, RateLimited
 from shared.schemas import ErrorBody
 from shared.settings import Settings
 
@@ -62,6 +63,25 @@ SubmitOwner = Annotated[
 """The caller, once its submission rate allows one more (429 otherwise)."""
 PrewarmOwner = Annotated[str, Depends(_limited("prewarm", lambda s: s.prewarm_rate_limit_per_s, lambda _: 5))]
 """The caller, once its prewarm rate allows one more (429 otherwise)."""
+
+
+def _page_cursor(
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> float | None:
+    """A listing's cursor: the creation time of the previous page's last item."""
+    if cursor is None:
+        return None
+    try:
+        before = float(cursor)
+    except ValueError:
+        before = math.nan
+    if not math.isfinite(before):
+        raise InvalidInput("cursor: must be the next_cursor of a previous page", field="cursor")
+    return before
+
+
+PageCursor = Annotated[float | None, Depends(_page_cursor)]
+"""Where a listing's page starts (None: at the newest)."""
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -3,7 +3,6 @@ cancel, and each job's event stream (Server-Sent Events)."""
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -12,7 +11,7 @@ from fastapi import APIRouter, Body, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from scheduler.api.deps import COMMON_ERRORS, Owner, ServicesDep, SubmitOwner, error_responses
+from scheduler.api.deps import COMMON_ERRORS, Owner, PageCursor, ServicesDep, SubmitOwner, error_responses
 from scheduler.api.examples import SUBMIT_EXAMPLES
 from scheduler.events import START, EventKind, event_kind, parse_entry_id
 from scheduler.idempotency import HEADER as IDEMPOTENCY_HEADER
@@ -20,7 +19,7 @@ from scheduler.idempotency import wait_for_created
 from scheduler.services import Services
 from scheduler.submission import accept_job, plan_job
 from shared.catalog import MODEL_SLUG
-from shared.errors import AlreadyFinished, ErrorCode, InvalidInput, InvalidTransition
+from shared.errors import AlreadyFinished, ErrorCode, InvalidTransition
 from shared.jobs import JobRecord
 from shared.schemas import InferenceRequest, JobPage, JobView
 from shared.states import JobStatus
@@ -201,25 +200,12 @@ def cancel(job_id: str, owner: Owner, services: ServicesDep) -> JobView:
 def list_jobs(
     owner: Owner,
     services: ServicesDep,
+    before: PageCursor,
     status: Annotated[JobStatus | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> JobPage:
     """The caller's jobs, newest first; `next_cursor` pages."""
-    before = _parse_cursor(cursor)
     jobs = services.store.list_for(owner, status=status, limit=limit + 1, before=before)
     page, more = jobs[:limit], len(jobs) > limit
     next_cursor = str(page[-1].created_at.timestamp()) if more and page else None
     return JobPage(jobs=[services.view(j) for j in page], next_cursor=next_cursor)
-
-
-def _parse_cursor(cursor: str | None) -> float | None:
-    if cursor is None:
-        return None
-    try:
-        before = float(cursor)
-    except ValueError:
-        before = math.nan
-    if not math.isfinite(before):
-        raise InvalidInput("cursor: must be the next_cursor of a previous page", field="cursor")
-    return before

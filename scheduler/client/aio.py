@@ -20,16 +20,18 @@ from scheduler.client.protocol import (
     Call,
     EventReader,
     JobEvent,
+    Listing,
     ReelForgeError,
     batch_call,
+    batches_listing,
     body_of,
     connection,
     events_path,
-    list_call,
+    jobs_listing,
     submit_call,
     video_url,
 )
-from shared.schemas import JobPage, JobView
+from shared.schemas import JobView
 
 
 class AsyncReelForge:
@@ -81,14 +83,23 @@ class AsyncReelForge:
         self, status: str | None = None, limit: int | None = None, page_size: int = 50
     ) -> AsyncIterator[JobView]:
         """This key's jobs, newest first, fetched page by page (at most `limit`)."""
-        cursor, seen = None, 0
+        async for item in self._pages(jobs_listing(status, page_size), limit):
+            yield JobView.model_validate(item)
+
+    async def list_batches(self, limit: int | None = None, page_size: int = 20) -> AsyncIterator[Batch]:
+        """This key's batches, newest first, fetched page by page (at most `limit`)."""
+        async for item in self._pages(batches_listing(page_size), limit):
+            yield item
+
+    async def _pages(self, listing: Listing, limit: int | None) -> AsyncIterator[Any]:
+        cursor: str | None = None
+        seen = 0
         while True:
-            page = JobPage.model_validate(await self._call(list_call(status, cursor, page_size)))
-            for job in page.jobs[: None if limit is None else max(limit - seen, 0)]:
-                seen += 1
-                yield job
-            cursor = page.next_cursor
-            if not cursor or (limit is not None and seen >= limit):
+            items, cursor = listing.take(await self._call(listing.page(cursor)), seen, limit)
+            seen += len(items)
+            for item in items:
+                yield item
+            if cursor is None:
                 return
 
     async def stream(self, job_id: str, last_event_id: str | None = None) -> AsyncGenerator[JobEvent, None]:

@@ -17,19 +17,21 @@ from scheduler.client.protocol import (
     Call,
     EventReader,
     JobEvent,
+    Listing,
     ManifestLines,
     ReelForgeError,
     batch_call,
     batch_jsonl_call,
+    batches_listing,
     body_of,
     connection,
     events_path,
-    list_call,
+    jobs_listing,
     manifest_lines,
     submit_call,
     video_url,
 )
-from shared.schemas import JobPage, JobView
+from shared.schemas import JobView
 
 
 class ReelForge:
@@ -85,16 +87,21 @@ class ReelForge:
         self, status: str | None = None, limit: int | None = None, page_size: int = 50
     ) -> Iterator[JobView]:
         """This key's jobs, newest first, fetched page by page (at most `limit`)."""
-        cursor, seen = None, 0
+        for item in self._pages(jobs_listing(status, page_size), limit):
+            yield JobView.model_validate(item)
+
+    def list_batches(self, limit: int | None = None, page_size: int = 20) -> Iterator[Batch]:
+        """This key's batches, newest first, fetched page by page (at most `limit`)."""
+        return self._pages(batches_listing(page_size), limit)
+
+    def _pages(self, listing: Listing, limit: int | None) -> Iterator[Any]:
+        cursor: str | None = None
+        seen = 0
         while True:
-            page = JobPage.model_validate(self._call(list_call(status, cursor, page_size)))
-            for job in page.jobs:
-                if limit is not None and seen >= limit:
-                    return
-                seen += 1
-                yield job
-            cursor = page.next_cursor
-            if not cursor:
+            items, cursor = listing.take(self._call(listing.page(cursor)), seen, limit)
+            seen += len(items)
+            yield from items
+            if cursor is None:
                 return
 
     def stream(self, job_id: str, last_event_id: str | None = None) -> Iterator[JobEvent]:

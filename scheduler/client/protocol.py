@@ -106,13 +106,37 @@ def submit_call(
     return Call("POST", f"/v1/inference/{MODEL_SLUG}", options)
 
 
-def list_call(status: str | None, cursor: str | None, page_size: int) -> Call:
-    params: dict[str, Any] = {"limit": page_size}
-    if status:
-        params["status"] = status
-    if cursor:
-        params["cursor"] = cursor
-    return Call("GET", "/v1/jobs", {"params": params})
+@dataclass
+class Listing:
+    """A listing read page by page: `GET path` with `filters`, the items under `items_key`."""
+
+    path: str
+    items_key: str
+    page_size: int
+    filters: dict[str, Any] = field(default_factory=dict)
+
+    def page(self, cursor: str | None) -> Call:
+        params = {"limit": self.page_size, **{k: v for k, v in self.filters.items() if v is not None}}
+        if cursor:
+            params["cursor"] = cursor
+        return Call("GET", self.path, {"params": params})
+
+    def take(self, page: dict[str, Any], seen: int, limit: int | None) -> tuple[list[Any], str | None]:
+        """This page's items within `limit` (`seen` taken before), and the next cursor (None: done)."""
+        items = page[self.items_key]
+        if limit is not None:
+            items = items[: max(limit - seen, 0)]
+            if seen + len(items) >= limit:
+                return items, None
+        return items, page.get("next_cursor")
+
+
+def jobs_listing(status: str | None, page_size: int) -> Listing:
+    return Listing("/v1/jobs", "jobs", page_size, {"status": status})
+
+
+def batches_listing(page_size: int) -> Listing:
+    return Listing("/v1/batches", "batches", page_size)
 
 
 def batch_call(requests: list[dict[str, Any]], defaults: dict[str, Any] | None) -> Call:

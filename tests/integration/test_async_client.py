@@ -50,6 +50,10 @@ def test_stream_cancel_list_and_errors(live: Live) -> None:
             assert bad.value.code == "invalid_input" and "multiple of 16" in bad.value.message
             with pytest.raises(JobFailed, match="expired"):
                 await rf.run(SMALL_REQUEST, start_deadline_s=0.001, region="idle")
+            batch = await rf.submit_batch(
+                [{"prompt": "a batch"}], defaults=SMALL_REQUEST | {"region": "idle"}
+            )
+            assert [b["id"] async for b in rf.list_batches(limit=5)] == [batch["id"]]
 
     asyncio.run(main())
 

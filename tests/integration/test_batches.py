@@ -11,13 +11,14 @@ import httpx
 import pytest
 import redis
 
+from scheduler.client import ReelForge
 from shared import keys
 from shared.batchstore import BatchStore
 from shared.errors import ErrorCode
 from shared.jobstore import JobStore
 from shared.schemas import JobError
 from shared.states import JobStatus
-from tests.integration.support import BUCKET, KEY_B, ROUTE, SMALL_REQUEST, Live, wait_for, wait_job
+from tests.integration.support import BUCKET, KEY_A, KEY_B, ROUTE, SMALL_REQUEST, Live, wait_for, wait_job
 
 pytestmark = pytest.mark.integration
 
@@ -292,3 +293,18 @@ def test_a_read_writes_the_manifest_the_relay_never_wrote(live: Live, api: httpx
     record = BatchStore.of(bare).get(batch["id"])
     assert record is not None and record.manifest_key == f"batches/{batch['id']}/manifest.jsonl"
     client.close()
+
+
+def test_batches_are_listed_newest_first_per_api_key(live: Live, api: httpx.Client) -> None:
+    made = [api.post("/v1/batches", json=[IDLE | {"prompt": f"batch {n}"}]).json()["id"] for n in range(3)]
+    first = api.get("/v1/batches", params={"limit": 2}).json()
+    assert [b["id"] for b in first["batches"]] == made[::-1][:2]
+    assert first["batches"][0]["counts"]["queued"] == 1
+    rest = api.get("/v1/batches", params={"limit": 2, "cursor": first["next_cursor"]}).json()
+    assert [b["id"] for b in rest["batches"]] == made[:1] and rest["next_cursor"] is None
+    with live.client(KEY_B) as other:
+        assert other.get("/v1/batches").json() == {"batches": [], "next_cursor": None}
+    bad = api.get("/v1/batches", params={"cursor": "soon"})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "cursor"
+    with ReelForge(live.base, KEY_A) as rf:
+        assert [b["id"] for b in rf.list_batches(limit=2, page_size=1)] == made[::-1][:2]

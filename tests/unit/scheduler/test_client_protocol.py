@@ -7,7 +7,7 @@ import json
 
 import httpx
 
-from scheduler.client.protocol import Backoff, EventReader, submit_call
+from scheduler.client.protocol import Backoff, EventReader, batches_listing, jobs_listing, submit_call
 
 JOB = {
     "id": "job_1", "status": "running", "model": "m", "model_version": "tiny-random", "gpu_type": "CPU",
@@ -87,3 +87,16 @@ def test_an_event_cut_by_a_drop_is_read_whole_from_the_resumed_stream() -> None:
     assert reader.dropped(Backoff()) is not None
     [event] = _events(reader, f"id: 1-0\nevent: status\ndata: {text}\n\n")
     assert (event.id, event.job_id) == ("1-0", "job_1")  # type: ignore[attr-defined]
+
+
+def test_a_listing_pages_until_the_cursor_ends_or_the_limit_is_reached() -> None:
+    listing = batches_listing(page_size=2)
+    assert listing.page(None).options["params"] == {"limit": 2}
+    assert listing.page("17.5").options["params"] == {"limit": 2, "cursor": "17.5"}
+    page = {"batches": ["a", "b"], "next_cursor": "9.0"}
+    assert listing.take(page, 0, None) == (["a", "b"], "9.0")
+    assert listing.take(page, 0, 2) == (["a", "b"], None)  # the limit is reached: no further page
+    assert listing.take(page, 2, 3) == (["a"], None)
+    assert listing.take({"batches": ["c"], "next_cursor": None}, 0, None) == (["c"], None)
+    assert jobs_listing("queued", 5).page(None).options["params"] == {"limit": 5, "status": "queued"}
+    assert jobs_listing(None, 5).page(None).options["params"] == {"limit": 5}
