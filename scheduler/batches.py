@@ -269,7 +269,7 @@ def _create(services: Services, owner: str, batch_id: str, planned: list[tuple[i
         except Exception:
             _abandon(services, batch_id, [j for _, j in planned[:created]], job)
             raise
-    batches.mark_queued(batch_id)
+    batches.mark_queued(batch_id, owner)
 
 
 def _abandon(services: Services, batch_id: str, accepted: list[JobRecord], failed: JobRecord) -> None:

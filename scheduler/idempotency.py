@@ -53,13 +53,14 @@ class IdempotencyStore:
         if raw is None:  # expired between the two calls: take it now
             return self.reserve(owner, key, body, new_id, kind)
         held = json.loads(str(raw))
+        held_id = str(held.get("id") or held["job_id"])  # `job_id`: a job's, kept before batches had keys
         if held["body"] != digest:
             raise InvalidInput(
-                f"{HEADER}: already used with a different request body ({kind} {held['id']}); "
+                f"{HEADER}: already used with a different request body ({kind} {held_id}); "
                 "use a new key for a new request",
                 field=HEADER,
             )
-        return Reservation(False, str(held["id"]))
+        return Reservation(False, held_id)
 
     def release(self, owner: str, key: str, kind: str = "job") -> None:
         """Forget a reservation whose job (or batch) could not be created, so a retry can create it."""

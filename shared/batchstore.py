@@ -81,19 +81,13 @@ class BatchStore:
     def create(self, batch_id: str, owner: str, job_ids: list[str], lines: list[int]) -> None:
         """Record the batch and its jobs, in one transaction, before any of them is enqueued."""
         key, jobs, numbers = keys.batch(batch_id), keys.batch_jobs(batch_id), keys.batch_lines(batch_id)
-        created = now()
-        fields: dict[Any, Any] = {"owner": owner, "size": len(job_ids), "created_at": created.isoformat()}
-        index = keys.owner_batches(owner)
+        fields: dict[Any, Any] = {"owner": owner, "size": len(job_ids), "created_at": now().isoformat()}
         with self.r.pipeline() as p:
             p.hset(key, mapping=fields)
             p.rpush(jobs, *job_ids)
             p.rpush(numbers, *lines)
             for k in (key, jobs, numbers):
                 p.expire(k, self.ttl_s)
-            # The owner's index: batches past their TTL leave it here, so it stays as small as they are.
-            p.zadd(index, {batch_id: created.timestamp()})
-            p.zremrangebyscore(index, "-inf", created.timestamp() - self.ttl_s)
-            p.expire(index, self.ttl_s)
             p.execute()
 
     def list_for(self, owner: str, limit: int, before: float | None) -> list[BatchRecord]:
@@ -146,9 +140,21 @@ class BatchStore:
         raws = self.r.mget([keys.job(i) for i in batch.job_ids])
         return [JobRecord.model_validate_json(raw) if raw else None for raw in raws]
 
-    def mark_queued(self, batch_id: str) -> None:
-        """Every job of the batch was accepted: a replay of its `Idempotency-Key` may return it."""
-        self.r.hset(keys.batch(batch_id), "queued_at", now().isoformat())
+    def mark_queued(self, batch_id: str, owner: str) -> None:
+        """Every job of the batch was accepted: a replay of its `Idempotency-Key` may return it, and
+        it is listed (a half-made batch would show its jobs not yet created as ended)."""
+        queued = now()
+        index = keys.owner_batches(owner)
+        with self.r.pipeline() as p:
+            p.hset(keys.batch(batch_id), "queued_at", queued.isoformat())
+            p.zadd(index, {batch_id: self._created(batch_id).timestamp()})
+            # Batches past their TTL leave the index here, so it stays as small as they are.
+            p.zremrangebyscore(index, "-inf", queued.timestamp() - self.ttl_s)
+            p.expire(index, self.ttl_s)
+            p.execute()
+
+    def _created(self, batch_id: str) -> datetime:
+        return datetime.fromisoformat(str(self.r.hget(keys.batch(batch_id), "created_at")))
 
     def queued(self, batch_id: str) -> bool:
         return bool(self.r.hexists(keys.batch(batch_id), "queued_at"))

@@ -83,10 +83,11 @@ def list_all(
     owner: Owner,
     services: ServicesDep,
     before: PageCursor,
-    limit: Annotated[int, Query(ge=1, le=50)] = 20,
+    limit: Annotated[int, Query(ge=1, le=20)] = 10,
 ) -> BatchPage:
-    """The caller's batches, newest first (as `GET /v1/batches/{id}` shows each); `next_cursor` pages.
-    Batches are kept as long as jobs (`REELFORGE_JOB_TTL_S`)."""
+    """The caller's batches, newest first (as `GET /v1/batches/{id}` shows each, so a page reads every
+    job of its batches: hence the small pages); `next_cursor` pages. Batches are kept as long as jobs
+    (`REELFORGE_JOB_TTL_S`); one whose submission failed half-way is not listed."""
     return list_batches(services, owner, limit, before)
 
 
