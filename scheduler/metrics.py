@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import keys
 from shared.fleet import Fleet
-from shared.jobs import JobRecord
+from shared.jobstore import read_jobs
 from shared.metrics import DURATION_BUCKETS_S
 from shared.settings import Settings
 from shared.states import WorkerState
@@ -57,8 +57,8 @@ class ClusterCollector(Collector):
                 p.zcard(keys.queued_jobs(queue))
             queued = p.execute()
         running_ids = self.r.zrange(keys.RUNNING_JOBS, 0, -1)
-        raws = self.r.mget([keys.job(str(i)) for i in running_ids]) if running_ids else []
-        running = Counter(JobRecord.model_validate_json(raw).queue for raw in raws if raw)
+        records = read_jobs(self.r, [str(i) for i in running_ids])
+        running = Counter(job.queue for job in records if job is not None)
         for queue, count in zip(queues, queued, strict=True):
             jobs.add_metric(["queued", queue], count)
             jobs.add_metric(["running", queue], running.get(queue, 0))

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from shared import keys
 from shared.jobs import JobRecord, now
-from shared.jobstore import JobStore
+from shared.jobstore import JobStore, read_jobs
 from shared.paging import newest_first
 from shared.storage import Storage
 
@@ -135,10 +135,7 @@ class BatchStore:
 
     def jobs(self, batch: BatchRecord) -> list[JobRecord | None]:
         """The batch's job records in submission order (None for one that has expired)."""
-        if not batch.job_ids:
-            return []
-        raws = self.r.mget([keys.job(i) for i in batch.job_ids])
-        return [JobRecord.model_validate_json(raw) if raw else None for raw in raws]
+        return read_jobs(self.r, batch.job_ids)
 
     def mark_queued(self, batch_id: str, owner: str) -> None:
         """Every job of the batch was accepted: a replay of its `Idempotency-Key` may return it, and

@@ -27,6 +27,15 @@ EVENTS_KEPT = 500
 """Changes kept per job in its event stream (a resuming client further behind gets the current state)."""
 
 
+def read_jobs(client: redis.Redis, job_ids: list[str]) -> list[JobRecord | None]:
+    """Many job records in one round trip, in the order of `job_ids` (None for one that expired)."""
+    if not job_ids:
+        return []
+    return [
+        JobRecord.model_validate_json(raw) if raw else None for raw in client.mget(map(keys.job, job_ids))
+    ]
+
+
 class JobStore:
     def __init__(self, client: redis.Redis, ttl_s: int, max_attempts: int = 3) -> None:
         self.r = client
@@ -152,11 +161,7 @@ class JobStore:
         """The owner's jobs, newest first, created strictly before `before` (a timestamp cursor):
         one page read from the owner's index (per status when filtered), never a scan of all jobs."""
         index = keys.owner_jobs(owner) if status is None else keys.owner_jobs_in(owner, status)
-        return newest_first(self.r, index, self._records, limit, before)
-
-    def _records(self, job_ids: list[str]) -> list[JobRecord | None]:
-        raws = self.r.mget([keys.job(i) for i in job_ids])
-        return [JobRecord.model_validate_json(raw) if raw else None for raw in raws]
+        return newest_first(self.r, index, lambda ids: read_jobs(self.r, ids), limit, before)
 
     def start(self, job_id: str, worker: str) -> JobRecord | None:
         """Claim the job for `worker`: the record, RUNNING; or ended here `expired` (start deadline
