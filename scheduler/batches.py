@@ -27,6 +27,7 @@ from scheduler.submission import accept_job, plan_job
 from shared.batchstore import BatchRecord
 from shared.errors import ErrorCode, InvalidLines, InvalidTransition, NotFound, ReelForgeError
 from shared.jobs import JobRecord
+from shared.paging import cut
 from shared.schemas import InferenceRequest, describe_error
 from shared.states import JobStatus
 
@@ -348,9 +349,7 @@ class BatchPage(BaseModel):
 
 def list_batches(services: Services, owner: str, limit: int, before: float | None) -> BatchPage:
     """The owner's batches, newest first; `next_cursor` pages."""
-    found = services.batches.batches.list_for(owner, limit + 1, before)
-    page, more = found[:limit], len(found) > limit
-    next_cursor = str(page[-1].created_at.timestamp()) if more and page else None
+    page, next_cursor = cut(services.batches.batches.list_for(owner, limit + 1, before), limit)
     return BatchPage(batches=[batch_view(services, b) for b in page], next_cursor=next_cursor)
 
 

@@ -4,12 +4,24 @@ left out of the page (their ids age out of the index separately)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from typing import TypeVar
+from datetime import datetime
+from typing import Protocol, TypeVar
 
 import redis
 
+from shared.errors import InvalidInput
+
 T = TypeVar("T")
+
+
+class _Dated(Protocol):
+    @property
+    def created_at(self) -> datetime: ...
+
+
+D = TypeVar("D", bound=_Dated)
 
 
 def newest_first(
@@ -31,3 +43,22 @@ def newest_first(
         offset += len(ids)
         found += [item for item in load([str(i) for i in ids]) if item is not None]
     return found
+
+
+def cut(found: list[D], limit: int) -> tuple[list[D], str | None]:
+    """A page of `limit` from the `limit + 1` items read, and the next page's cursor (None: the last)."""
+    page = found[:limit]
+    return page, str(page[-1].created_at.timestamp()) if len(found) > limit and page else None
+
+
+def parse_cursor(cursor: str | None) -> float | None:
+    """The `before` of a `next_cursor` from `cut` (None: start at the newest); a 422 for anything else."""
+    if cursor is None:
+        return None
+    try:
+        before = float(cursor)
+    except ValueError:
+        before = math.nan
+    if not math.isfinite(before):
+        raise InvalidInput("cursor: must be the next_cursor of a previous page", field="cursor")
+    return before

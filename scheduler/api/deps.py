@@ -5,7 +5,6 @@ Routes declare `services: ServicesDep` and `owner: Owner`; nothing else reaches 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -16,7 +15,8 @@ from scheduler.api.auth import check_key
 from scheduler.api.limits import RateLimiter
 from scheduler.services import Services
 from shared import keys
-from shared.errors import InvalidInput, RateLimited
+from shared.errors import RateLimited
+from shared.paging import parse_cursor
 from shared.schemas import ErrorBody
 from shared.settings import Settings
 
@@ -69,15 +69,7 @@ def _page_cursor(
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> float | None:
     """A listing's cursor: the creation time of the previous page's last item."""
-    if cursor is None:
-        return None
-    try:
-        before = float(cursor)
-    except ValueError:
-        before = math.nan
-    if not math.isfinite(before):
-        raise InvalidInput("cursor: must be the next_cursor of a previous page", field="cursor")
-    return before
+    return parse_cursor(cursor)
 
 
 PageCursor = Annotated[float | None, Depends(_page_cursor)]

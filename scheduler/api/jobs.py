@@ -21,6 +21,7 @@ from scheduler.submission import accept_job, plan_job
 from shared.catalog import MODEL_SLUG
 from shared.errors import AlreadyFinished, ErrorCode, InvalidTransition
 from shared.jobs import JobRecord
+from shared.paging import cut
 from shared.schemas import InferenceRequest, JobPage, JobView
 from shared.states import JobStatus
 
@@ -205,7 +206,7 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> JobPage:
     """The caller's jobs, newest first; `next_cursor` pages."""
-    jobs = services.store.list_for(owner, status=status, limit=limit + 1, before=before)
-    page, more = jobs[:limit], len(jobs) > limit
-    next_cursor = str(page[-1].created_at.timestamp()) if more and page else None
+    page, next_cursor = cut(
+        services.store.list_for(owner, status=status, limit=limit + 1, before=before), limit
+    )
     return JobPage(jobs=[services.view(j) for j in page], next_cursor=next_cursor)
