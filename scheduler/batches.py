@@ -263,14 +263,16 @@ def submit_batch(
 
 def _create(services: Services, owner: str, batch_id: str, planned: list[tuple[int, JobRecord]]) -> None:
     batches = services.batches.batches
-    batches.create(batch_id, owner, [job.id for _, job in planned], [line for line, _ in planned])
+    created_at = batches.create(
+        batch_id, owner, [job.id for _, job in planned], [line for line, _ in planned]
+    )
     for created, (_, job) in enumerate(planned):
         try:
             accept_job(services.store, services.celery, job)
         except Exception:
             _abandon(services, batch_id, [j for _, j in planned[:created]], job)
             raise
-    batches.mark_queued(batch_id, owner)
+    batches.mark_queued(batch_id, owner, created_at)
 
 
 def _abandon(services: Services, batch_id: str, accepted: list[JobRecord], failed: JobRecord) -> None:

@@ -78,10 +78,11 @@ class BatchStore:
     def of(cls, jobs: JobStore) -> BatchStore:
         return cls(jobs.r, jobs.ttl_s)
 
-    def create(self, batch_id: str, owner: str, job_ids: list[str], lines: list[int]) -> None:
-        """Record the batch and its jobs, in one transaction, before any of them is enqueued."""
+    def create(self, batch_id: str, owner: str, job_ids: list[str], lines: list[int]) -> datetime:
+        """Record the batch and its jobs, in one transaction, before any of them is enqueued; when."""
         key, jobs, numbers = keys.batch(batch_id), keys.batch_jobs(batch_id), keys.batch_lines(batch_id)
-        fields: dict[Any, Any] = {"owner": owner, "size": len(job_ids), "created_at": now().isoformat()}
+        created = now()
+        fields: dict[Any, Any] = {"owner": owner, "size": len(job_ids), "created_at": created.isoformat()}
         with self.r.pipeline() as p:
             p.hset(key, mapping=fields)
             p.rpush(jobs, *job_ids)
@@ -89,6 +90,7 @@ class BatchStore:
             for k in (key, jobs, numbers):
                 p.expire(k, self.ttl_s)
             p.execute()
+        return created
 
     def list_for(self, owner: str, limit: int, before: float | None) -> list[BatchRecord]:
         """The owner's batches, newest first, created strictly before `before` (a timestamp cursor)."""
@@ -137,21 +139,18 @@ class BatchStore:
         """The batch's job records in submission order (None for one that has expired)."""
         return read_jobs(self.r, batch.job_ids)
 
-    def mark_queued(self, batch_id: str, owner: str) -> None:
+    def mark_queued(self, batch_id: str, owner: str, created: datetime) -> None:
         """Every job of the batch was accepted: a replay of its `Idempotency-Key` may return it, and
         it is listed (a half-made batch would show its jobs not yet created as ended)."""
         queued = now()
         index = keys.owner_batches(owner)
         with self.r.pipeline() as p:
             p.hset(keys.batch(batch_id), "queued_at", queued.isoformat())
-            p.zadd(index, {batch_id: self._created(batch_id).timestamp()})
+            p.zadd(index, {batch_id: created.timestamp()})
             # Batches past their TTL leave the index here, so it stays as small as they are.
             p.zremrangebyscore(index, "-inf", queued.timestamp() - self.ttl_s)
             p.expire(index, self.ttl_s)
             p.execute()
-
-    def _created(self, batch_id: str) -> datetime:
-        return datetime.fromisoformat(str(self.r.hget(keys.batch(batch_id), "created_at")))
 
     def queued(self, batch_id: str) -> bool:
         return bool(self.r.hexists(keys.batch(batch_id), "queued_at"))

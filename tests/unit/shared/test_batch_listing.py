@@ -13,10 +13,9 @@ from shared.batchstore import BatchStore
 
 def test_only_queued_batches_are_listed_newest_first(redis_client: redis.Redis) -> None:
     store = BatchStore(redis_client, ttl_s=3600)
-    for n in range(3):
-        store.create(f"b{n}", "o", [f"j{n}"], [1])
-    store.mark_queued("b0", "o")
-    store.mark_queued("b2", "o")  # b1 is still being submitted
+    created = [store.create(f"b{n}", "o", [f"j{n}"], [1]) for n in range(3)]
+    store.mark_queued("b0", "o", created[0])
+    store.mark_queued("b2", "o", created[2])  # b1 is still being submitted
     assert [b.id for b in store.list_for("o", 10, None)] == ["b2", "b0"]
     newest = store.list_for("o", 1, None)[0]
     assert [b.id for b in store.list_for("o", 10, newest.created_at.timestamp())] == ["b0"]
@@ -25,9 +24,7 @@ def test_only_queued_batches_are_listed_newest_first(redis_client: redis.Redis) 
 
 def test_batches_past_their_ttl_leave_the_index(redis_client: redis.Redis) -> None:
     store = BatchStore(redis_client, ttl_s=3600)
-    store.create("old", "o", ["j"], [1])
-    store.mark_queued("old", "o")
+    store.mark_queued("old", "o", store.create("old", "o", ["j"], [1]))
     redis_client.zadd(keys.owner_batches("o"), {"old": time.time() - 7200})  # as if made 2 h ago
-    store.create("new", "o", ["j2"], [1])
-    store.mark_queued("new", "o")
+    store.mark_queued("new", "o", store.create("new", "o", ["j2"], [1]))
     assert redis_client.zrange(keys.owner_batches("o"), 0, -1) == ["new"]
