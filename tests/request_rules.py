@@ -8,6 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
+VALID: dict[str, Any] = {
+    "prompt": "A cat and a dog inspect a compact GPU server in a cozy lab",
+    "width": 48,
+    "height": 32,
+    "num_frames": 17,
+    "num_inference_steps": 4,
+    "model_version": "tiny-random",
+}
+"""The valid small request each rule changes (CPU-sized: the tests run it on `tiny-random`)."""
+
 RULES: list[tuple[str, dict[str, Any], str, str]] = [
     ("width not multiple of 16", {"width": 40}, "width", "multiple of 16, got 40"),
     ("height not multiple of 16", {"height": 24}, "height", "multiple of 16"),

@@ -23,6 +23,7 @@ from shared.fleet import Fleet, TaskSeen
 from shared.jobs import JobRecord
 from shared.jobstore import JobStore
 from shared.states import TERMINAL, JobStatus
+from tests.request_rules import VALID
 
 KEY_A, KEY_B = "test-key-a", "test-key-b"
 BUCKET = "reelforge-test"
@@ -31,15 +32,7 @@ ELASTIC_IDLE_TIMEOUT_S = 3
 """Idle seconds after which the `elastic` pool's workers stop."""
 
 # CPU-sized version of the catalog's example request.
-SMALL_REQUEST: dict[str, Any] = {
-    "prompt": "A cat and a dog inspect a compact GPU server in a cozy lab",
-    "width": 48,
-    "height": 32,
-    "num_frames": 17,
-    "num_inference_steps": 4,
-    "model_version": "tiny-random",
-    "region": "local",
-}
+SMALL_REQUEST: dict[str, Any] = VALID | {"region": "local"}
 
 # Long enough on the CPU to be caught mid-denoising.
 SLOW_REQUEST = SMALL_REQUEST | {"num_frames": 65, "width": 128, "height": 128, "num_inference_steps": 60,

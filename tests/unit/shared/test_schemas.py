@@ -9,23 +9,14 @@ import pytest
 from pydantic import ValidationError
 
 from shared.schemas import InferenceRequest, describe_error
-from tests.request_rules import RULES
-
-BASE: dict[str, Any] = {
-    "prompt": "A cat and a dog inspect a compact GPU server in a cozy lab",
-    "width": 48,
-    "height": 32,
-    "num_frames": 17,
-    "num_inference_steps": 4,
-    "model_version": "tiny-random",
-}
+from tests.request_rules import RULES, VALID
 
 CASES = RULES
 
 
 @pytest.mark.parametrize(("name", "change", "field", "rule"), CASES, ids=[c[0] for c in CASES])
 def test_rule_names_field_and_rule(name: str, change: dict[str, Any], field: str, rule: str) -> None:
-    body = {k: v for k, v in (BASE | change).items() if v is not None}
+    body = {k: v for k, v in (VALID | change).items() if v is not None}
     with pytest.raises(ValidationError) as exc:
         InferenceRequest.model_validate(body)
     found_field, found_rule = describe_error(exc.value.errors()[0])
@@ -34,11 +25,11 @@ def test_rule_names_field_and_rule(name: str, change: dict[str, Any], field: str
 
 
 def test_valid_requests_are_kept_as_sent() -> None:
-    req = InferenceRequest.model_validate(BASE)
+    req = InferenceRequest.model_validate(VALID)
     assert (req.width, req.height, req.num_frames, req.seed) == (48, 32, 17, 77)
     assert req.output_num_frames == 17
     long = InferenceRequest.model_validate(
-        BASE | {"num_frames": 57, "base_num_frames": 37, "overlap_history": 17, "causal_block_size": 5}
+        VALID | {"num_frames": 57, "base_num_frames": 37, "overlap_history": 17, "causal_block_size": 5}
     )
     assert long.output_num_frames == 57
 
