@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from shared.backoff import backoff_s
 from shared.errors import StorageError
 from shared.jobs import JobRecord
 from shared.schemas import InferenceRequest, Timings, VideoResult
@@ -74,16 +75,17 @@ def put_with_retry(storage: Storage, key: str, path: Path, content_type: str, re
     refuses or does not answer: the GPU work is done and the file is on local disk, so an outage of a
     few minutes costs time, not the job. Past it, StorageError (`storage_unavailable`)."""
     deadline = time.monotonic() + retry_s
-    delay = 1.0
+    failures = 0
     while True:
         try:
             return storage.put_file(key, path, content_type)
         except StorageError as exc:
+            failures += 1
+            delay = backoff_s(failures, 1.0, 30.0)
             if time.monotonic() + delay > deadline:
                 raise StorageError(f"{exc.message}; gave up after retrying for {retry_s:g}s") from exc
             log.warning("upload of %s failed (%s); retrying in %.0fs", key, exc.message, delay)
             time.sleep(delay)
-            delay = min(delay * 2, 30.0)
 
 
 def publish(

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from shared.backoff import backoff_s
 from shared.catalog import MODEL_SLUG
 from shared.schemas import JobView, Progress
 from shared.states import TERMINAL
@@ -185,7 +186,7 @@ class Backoff:
                 return min(float(retry_after), self.max_s)
             except ValueError:
                 pass
-        return min(self.base_s * 2 ** (attempt - 1), self.max_s) * random.uniform(0.5, 1.0)
+        return backoff_s(attempt, self.base_s, self.max_s, random.random())
 
 
 def body_of(response: httpx.Response) -> Any:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from scheduler.dev.stack import Stack
+from shared.backoff import backoff_s
 from shared.broker import broker_queue_length, make_celery
 from shared.fleet import Fleet
 from shared.scaling import workers_to_start
@@ -52,7 +53,7 @@ class Supervisor:
         """Stack process name -> how to start it again once it has exited (one stopped through the
         stack is no longer its process, so it stays stopped)."""
         self.retry_at: dict[str, float] = {}
-        self.retry_delay_s: dict[str, float] = {}
+        self.failed_starts: dict[str, int] = {}
         self.interval_s = interval_s
         self.celery = make_celery(settings)
         self.fleet = Fleet.from_url(settings.redis_url)
@@ -115,11 +116,17 @@ class Supervisor:
             try:
                 start()
             except Exception:
-                delay = min(2 * self.retry_delay_s.get(name, 0.5), 60.0)
-                self.retry_delay_s[name], self.retry_at[name] = delay, time.monotonic() + delay
+                self.failed_starts[name] = self.failed_starts.get(name, 0) + 1
+                delay = self.restart_delay_s(name)
+                self.retry_at[name] = time.monotonic() + delay
                 log.exception("%s did not start again; next try in %.0fs", name, delay)
             else:
-                self.retry_delay_s.pop(name, None)
+                self.failed_starts.pop(name, None)
+
+    def restart_delay_s(self, name: str) -> float:
+        """How long to wait before starting `name` again after its failed starts: 1 s doubling, at
+        most a minute."""
+        return backoff_s(self.failed_starts.get(name, 0), 1.0, 60.0)
 
     def _loop(self) -> None:
         while not self.stop_event.wait(self.interval_s):

@@ -15,6 +15,7 @@ import redis
 from pydantic import BaseModel
 
 from shared import keys
+from shared.backoff import backoff_s
 from shared.jobs import JobRecord, now
 from shared.schemas import WebhookDelivery
 from shared.settings import Settings
@@ -119,8 +120,7 @@ def lease_s(settings: Settings) -> float:
 
 def retry_delay(settings: Settings, attempts_made: int, rand: Callable[[], float]) -> float:
     """Exponential backoff with jitter: base * 2^(n-1), capped, scaled by a random 0.5..1."""
-    raw = settings.webhook_retry_base_s * (2 ** max(attempts_made - 1, 0))
-    return min(settings.webhook_retry_max_delay_s, raw) * (0.5 + rand() / 2)
+    return backoff_s(attempts_made, settings.webhook_retry_base_s, settings.webhook_retry_max_delay_s, rand())
 
 
 def next_attempt_at(

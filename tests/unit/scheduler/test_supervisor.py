@@ -58,10 +58,10 @@ def test_a_failing_start_is_retried_later_with_a_growing_delay() -> None:
     stack.procs["delivery"] = Proc(-9)
     sup._restart_exited()
     sup._restart_exited()  # within the delay: not tried again
-    assert len(tries) == 1 and sup.retry_delay_s["delivery"] == 1.0
+    assert len(tries) == 1 and sup.restart_delay_s("delivery") == 1.0
     sup.retry_at["delivery"] = 0  # the delay has passed
     sup._restart_exited()
-    assert len(tries) == 2 and sup.retry_delay_s["delivery"] == 2.0
+    assert len(tries) == 2 and sup.restart_delay_s("delivery") == 2.0
 
 
 def test_nothing_starts_once_stopping() -> None:
